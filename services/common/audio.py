@@ -1,0 +1,211 @@
+"""Audio encodings, μ-law, resampling and WAV helpers shared by every service and the clients.
+
+Everything inside the stack is mono float32 in [-1, 1]; encodings only exist at the edges
+(WebSocket frames, files, Twilio). Keeping one conversion point means one place to get
+clipping, endianness and odd-length frames right.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass, field
+
+import numpy as np
+import soxr
+
+ENCODINGS = ("pcm_s16le", "pcm_f32le", "mulaw")
+BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1}
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 48000
+
+
+class AudioFormatError(ValueError):
+    """Raised for audio bytes that cannot be decoded in the declared format."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------- μ-law (G.711)
+_MULAW_BIAS = 0x84
+_MULAW_CLIP = 32635
+
+
+def _build_mulaw_decode_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.int16)
+    for i in range(256):
+        u = ~i & 0xFF
+        sign = u & 0x80
+        exponent = (u >> 4) & 0x07
+        mantissa = u & 0x0F
+        magnitude = ((mantissa << 3) + _MULAW_BIAS) << exponent
+        magnitude -= _MULAW_BIAS
+        table[i] = -magnitude if sign else magnitude
+    return table
+
+
+_MULAW_DECODE = _build_mulaw_decode_table()
+
+
+def mulaw_decode(data: bytes) -> np.ndarray:
+    """G.711 μ-law bytes → int16 samples (the standard ITU table)."""
+    return _MULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def mulaw_encode(samples: np.ndarray) -> bytes:
+    """int16 samples → G.711 μ-law bytes."""
+    x = samples.astype(np.int32)
+    sign = np.where(x < 0, 0x80, 0)
+    mag = np.minimum(np.abs(x), _MULAW_CLIP) + _MULAW_BIAS
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
+    exponent = np.clip(exponent, 0, 7)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    out = ~(sign | (exponent << 4) | mantissa) & 0xFF
+    return out.astype(np.uint8).tobytes()
+
+
+# ---------------------------------------------------------------- PCM <-> float
+def float_to_int16(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def int16_to_float(samples: np.ndarray) -> np.ndarray:
+    return samples.astype(np.float32) / 32768.0
+
+
+def decode(data: bytes, encoding: str) -> np.ndarray:
+    """Raw bytes in `encoding` → mono float32. Rejects frames that are not whole samples."""
+    if encoding not in BYTES_PER_SAMPLE:
+        raise AudioFormatError("bad_encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
+    width = BYTES_PER_SAMPLE[encoding]
+    if len(data) % width:
+        raise AudioFormatError(
+            "bad_frame",
+            f"{encoding} frame of {len(data)} bytes is not a whole number of {width}-byte samples",
+        )
+    if encoding == "pcm_s16le":
+        return int16_to_float(np.frombuffer(data, dtype="<i2"))
+    if encoding == "pcm_f32le":
+        audio = np.frombuffer(data, dtype="<f4").astype(np.float32)
+        if not np.all(np.isfinite(audio)):
+            raise AudioFormatError("bad_frame", "pcm_f32le frame holds NaN or infinite samples")
+        return audio
+    return int16_to_float(mulaw_decode(data))
+
+
+def encode(audio: np.ndarray, encoding: str) -> bytes:
+    """Mono float32 → raw bytes in `encoding`."""
+    if encoding == "pcm_f32le":
+        return np.asarray(audio, dtype="<f4").tobytes()
+    if encoding == "pcm_s16le":
+        return float_to_int16(audio).astype("<i2").tobytes()
+    if encoding == "mulaw":
+        return mulaw_encode(float_to_int16(audio))
+    raise AudioFormatError("bad_encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
+
+
+def validate_sample_rate(rate: object) -> int:
+    if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioFormatError(
+            "bad_sample_rate", f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}, got {rate!r}"
+        )
+    return rate
+
+
+# ---------------------------------------------------------------- resampling
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """One-shot resample of a whole clip (soxr, high quality)."""
+    if from_rate == to_rate or len(audio) == 0:
+        return np.asarray(audio, dtype=np.float32)
+    return soxr.resample(np.asarray(audio, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
+
+
+@dataclass
+class StreamResampler:
+    """Resamples a stream chunk by chunk without clicks at chunk joins (soxr keeps filter state).
+
+    Call `flush()` at the end of the stream to get the filter's tail; otherwise the last few
+    milliseconds stay inside soxr.
+    """
+
+    from_rate: int
+    to_rate: int
+    _stream: soxr.ResampleStream | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.from_rate != self.to_rate:
+            self._stream = soxr.ResampleStream(self.from_rate, self.to_rate, 1, dtype="float32", quality="HQ")
+
+    def process(self, audio: np.ndarray, last: bool = False) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        if self._stream is None:
+            return audio
+        return self._stream.resample_chunk(audio, last=last)
+
+    def flush(self) -> np.ndarray:
+        return self.process(np.zeros(0, dtype=np.float32), last=True)
+
+
+# ---------------------------------------------------------------- WAV
+def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """Mono float32 → 16-bit PCM WAV file bytes."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(float_to_int16(audio).astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def wav_header(sample_rate: int, bits: int = 16, channels: int = 1, data_size: int = 0xFFFFFFFF - 36) -> bytes:
+    """A WAV header for a stream whose length is not known yet (sizes set to the maximum, as
+    OpenAI's streamed WAV does); players and PyAV read such a stream to its end."""
+    import struct
+
+    byte_rate = sample_rate * channels * bits // 8
+    return (
+        b"RIFF"
+        + struct.pack("<I", min(data_size + 36, 0xFFFFFFFF))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, byte_rate, channels * bits // 8, bits)
+        + b"data"
+        + struct.pack("<I", min(data_size, 0xFFFFFFFF))
+    )
+
+
+def decode_file(data: bytes, target_rate: int = 16000) -> np.ndarray:
+    """Any container/codec PyAV can read → mono float32 at `target_rate`.
+
+    Raises AudioFormatError('bad_audio', …) for bytes that hold no decodable audio stream.
+    """
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise AudioFormatError("bad_audio", "the file holds no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+            parts: list[np.ndarray] = []
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                parts.append(out.to_ndarray().reshape(-1))
+    except AudioFormatError:
+        raise
+    except Exception as exc:  # PyAV raises many types (InvalidDataError, EOFError, ValueError...)
+        raise AudioFormatError("bad_audio", f"could not decode audio: {type(exc).__name__}") from exc
+    if not parts:
+        raise AudioFormatError("bad_audio", "the file holds no decodable audio")
+    return np.concatenate(parts).astype(np.float32)
+
+
+def rms_dbfs(audio: np.ndarray) -> float:
+    if len(audio) == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return 20.0 * np.log10(max(rms, 1e-12))

@@ -1,0 +1,160 @@
+"""12-factor configuration: typed reads from the environment, validated once at start.
+
+Each service declares a frozen dataclass and fills it through `EnvReader`, which collects every
+bad value before failing, so one start-up tells the operator everything that is wrong, each line
+naming the variable. The reader also records what it read, which is how the README's
+configuration table stays in step with the code (`python -m services.common.config`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
+
+
+class ConfigError(SystemExit):
+    """A bad setting. Subclasses SystemExit so an unhandled one stops the process with its message."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+@dataclass
+class SettingDoc:
+    name: str
+    default: Any
+    help: str
+
+
+@dataclass
+class EnvReader:
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    problems: list[str] = field(default_factory=list)
+    docs: list[SettingDoc] = field(default_factory=list)
+
+    def _raw(self, name: str, default: Any, help: str) -> str | None:
+        self.docs.append(SettingDoc(name, default, help))
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def str(self, name: str, default: str | None, help: str = "", choices: Sequence[str] | None = None) -> Any:
+        raw = self._raw(name, default, help)
+        value = default if raw is None else raw
+        if choices is not None and value not in choices:
+            self.problems.append(f"{name}={value!r}: must be one of {', '.join(choices)}")
+            return default
+        return value
+
+    def int(self, name: str, default: int, help: str = "", min: int | None = None, max: int | None = None) -> int:
+        raw = self._raw(name, default, help)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r}: must be an integer")
+            return default
+        return self._bounded(name, value, default, min, max)
+
+    def float(
+        self, name: str, default: float, help: str = "", min: float | None = None, max: float | None = None
+    ) -> float:
+        raw = self._raw(name, default, help)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r}: must be a number")
+            return default
+        return self._bounded(name, value, default, min, max)
+
+    def bool(self, name: str, default: bool, help: str = "") -> bool:
+        raw = self._raw(name, default, help)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={raw!r}: must be true or false")
+        return default
+
+    def list(self, name: str, default: Sequence[str] = (), help: str = "") -> tuple[str, ...]:
+        raw = self._raw(name, ",".join(default), help)
+        if raw is None:
+            return tuple(default)
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def floats(self, name: str, default: Sequence[float], help: str = "") -> tuple[float, ...]:
+        raw = self._raw(name, ",".join(str(v) for v in default), help)
+        if raw is None:
+            return tuple(default)
+        try:
+            return tuple(float(part) for part in raw.split(",") if part.strip())
+        except ValueError:
+            self.problems.append(f"{name}={raw!r}: must be comma-separated numbers")
+            return tuple(default)
+
+    def _bounded(self, name: str, value: Any, default: Any, min: Any, max: Any) -> Any:
+        if min is not None and value < min:
+            self.problems.append(f"{name}={value}: must be >= {min}")
+            return default
+        if max is not None and value > max:
+            self.problems.append(f"{name}={value}: must be <= {max}")
+            return default
+        return value
+
+    def fail(self, name: str, message: str) -> None:
+        self.problems.append(f"{name}: {message}")
+
+    def finish(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Settings every service reads, under the same names."""
+
+    host: str
+    port: int
+    api_keys: tuple[str, ...]
+    max_sessions: int
+    idle_timeout_s: float
+    max_frame_bytes: int
+    log_level: str
+    log_content: bool
+
+    @classmethod
+    def read(cls, env: EnvReader, port_var: str, default_port: int) -> CommonConfig:
+        return cls(
+            host=env.str("HOST", "0.0.0.0", "address to bind"),
+            port=env.int(port_var, default_port, "port to listen on", min=1, max=65535),
+            api_keys=env.list("API_KEYS", (), "comma-separated API keys; empty = no auth"),
+            max_sessions=env.int("MAX_SESSIONS", 30, "concurrent WebSocket sessions before close 1013", min=1),
+            idle_timeout_s=env.float("IDLE_TIMEOUT_S", 60.0, "close a WebSocket silent this long", min=1.0),
+            max_frame_bytes=env.int("MAX_FRAME_BYTES", 1 << 20, "largest WebSocket message accepted", min=1024),
+            log_level=env.str("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_content=env.bool("LOG_CONTENT", False, "log transcripts and text (off: privacy)"),
+        )
+
+
+def describe(readers: Mapping[str, EnvReader]) -> str:
+    """Markdown table of every setting each service reads (for the README)."""
+    lines = ["| service | variable | default | meaning |", "|---|---|---|---|"]
+    for service, reader in readers.items():
+        for doc in reader.docs:
+            default = "" if doc.default in (None, "", ()) else f"`{doc.default}`"
+            lines.append(f"| {service} | `{doc.name}` | {default} | {doc.help} |")
+    return "\n".join(lines)

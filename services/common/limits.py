@@ -1,0 +1,62 @@
+"""Admission control: how many sessions a process takes, and what a refused client is told."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket
+
+WS_TRY_AGAIN_LATER = 1013
+
+
+class CapacityError(Exception):
+    pass
+
+
+class SessionLimiter:
+    """Counts open sessions; `slot()` refuses past `limit` instead of queueing, so a full
+    replica answers at once and a load balancer or client can go elsewhere."""
+
+    def __init__(self, limit: int, on_change=None, on_reject=None) -> None:
+        self.limit = limit
+        self.active = 0
+        self._on_change = on_change
+        self._on_reject = on_reject
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.full:
+            if self._on_reject:
+                self._on_reject()
+            raise CapacityError(f"server at capacity ({self.limit} concurrent sessions)")
+        self.active += 1
+        if self._on_change:
+            self._on_change(self.active)
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self._on_change:
+                self._on_change(self.active)
+
+
+async def refuse_websocket(ws: WebSocket, reason: str) -> None:
+    await ws.accept()
+    await ws.close(code=WS_TRY_AGAIN_LATER, reason=reason[:120])
+
+
+def busy_response(reason: str, retry_after_s: int = 1) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": "capacity", "message": reason}}, status_code=503, headers={"Retry-After": str(retry_after_s)}
+    )
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The one JSON error shape of every REST endpoint (OpenAI's: {"error": {code, message}})."""
+    return JSONResponse({"error": {"code": code, "message": message, "type": "invalid_request_error"}}, status)
