@@ -29,9 +29,12 @@ def machine() -> str:
         pass
     gpu = "no GPU"
     try:
-        gpu = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
-        ).stdout.strip() or gpu
+        gpu = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or gpu
+        )
     except (OSError, subprocess.SubprocessError):
         pass
     return f"{cpu}, {os.cpu_count()} cores{mem}, {gpu}; Python {platform.python_version()}, {platform.system()} {platform.release()}"
@@ -53,8 +56,13 @@ def median(values: list[float]) -> float:
 class Report:
     def __init__(self, title: str = "Voice stack benchmark") -> None:
         OUT.mkdir(parents=True, exist_ok=True)
-        self.lines = [f"# {title}", "", f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
-                      f"- machine: {machine()}", ""]
+        self.lines = [
+            f"# {title}",
+            "",
+            f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+            f"- machine: {machine()}",
+            "",
+        ]
 
     def section(self, title: str, text: str = "") -> None:
         self.lines += [f"## {title}", ""] + ([text, ""] if text else [])

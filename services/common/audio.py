@@ -110,7 +110,8 @@ def encode(audio: np.ndarray, encoding: str) -> bytes:
 def validate_sample_rate(rate: object) -> int:
     if not isinstance(rate, int) or isinstance(rate, bool) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioFormatError(
-            "bad_sample_rate", f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}, got {rate!r}"
+            "bad_sample_rate",
+            f"sample_rate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}, got {rate!r}",
         )
     return rate
 

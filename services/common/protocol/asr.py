@@ -42,7 +42,11 @@ class StreamConfig:
 def parse_config(data: dict[str, Any], defaults: StreamConfig | None = None) -> StreamConfig:
     """Validates a `config` message against SPEC; raises ProtocolError naming the bad field."""
     base = defaults or StreamConfig()
-    check_fields(data, {"sample_rate", "encoding", "language", "model", "partials", "word_timestamps", "turn_detection"}, "config")
+    check_fields(
+        data,
+        {"sample_rate", "encoding", "language", "model", "partials", "word_timestamps", "turn_detection"},
+        "config",
+    )
     try:
         rate = validate_sample_rate(data.get("sample_rate", base.sample_rate))
     except AudioFormatError as exc:
@@ -76,7 +80,9 @@ def parse_config(data: dict[str, Any], defaults: StreamConfig | None = None) -> 
     for name, lo, hi in (("stop_secs", 0.0, 10.0), ("max_silence_secs", 0.1, 60.0), ("threshold", 0.0, 1.0)):
         value = td_raw.get(name, getattr(td0, name))
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ProtocolError("bad_config", f"turn_detection.{name} must be a number from {lo} to {hi}, got {value!r}")
+            raise ProtocolError(
+                "bad_config", f"turn_detection.{name} must be a number from {lo} to {hi}, got {value!r}"
+            )
         nums[name] = float(value)
     if nums["max_silence_secs"] < nums["stop_secs"]:
         raise ProtocolError("bad_config", "turn_detection.max_silence_secs must be >= stop_secs")

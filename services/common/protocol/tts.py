@@ -26,8 +26,18 @@ class SessionConfig:
 
 CLIENT_FIELDS: dict[str, set[str]] = {
     "config": {"voice_id", "sample_rate", "encoding", "exaggeration", "cfg_weight", "temperature", "seed"},
-    "synthesize": {"request_id", "text", "voice_id", "streaming", "chunk_size", "emotion",
-                   "exaggeration", "cfg_weight", "temperature", "seed"},
+    "synthesize": {
+        "request_id",
+        "text",
+        "voice_id",
+        "streaming",
+        "chunk_size",
+        "emotion",
+        "exaggeration",
+        "cfg_weight",
+        "temperature",
+        "seed",
+    },
     "text": {"request_id", "text", "voice_id"},
     "flush": {"request_id"},
     "end": {"request_id"},
