@@ -37,7 +37,8 @@ def machine() -> str:
         )
     except (OSError, subprocess.SubprocessError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, {gpu}; Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    system = f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{mem}, {gpu}; {system}"
 
 
 def pct(values: list[float], q: float) -> float:
