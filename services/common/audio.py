@@ -31,7 +31,6 @@ class AudioFormatError(ValueError):
 
 # ---------------------------------------------------------------- μ-law (G.711)
 _MULAW_BIAS = 0x84
-_MULAW_CLIP = 32635
 
 
 def _build_mulaw_decode_table() -> np.ndarray:
@@ -56,14 +55,13 @@ def mulaw_decode(data: bytes) -> np.ndarray:
 
 
 def mulaw_encode(samples: np.ndarray) -> bytes:
-    """int16 samples → G.711 μ-law bytes."""
-    x = samples.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), _MULAW_CLIP) + _MULAW_BIAS
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    exponent = np.clip(exponent, 0, 7)
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    out = ~(sign | (exponent << 4) | mantissa) & 0xFF
+    """int16 samples → G.711 μ-law bytes, bit-exact with the ITU reference (14-bit, floor shift)."""
+    x = samples.astype(np.int32) >> 2
+    negative = x < 0
+    mag = np.minimum(np.where(negative, -x, x), 8159) + (_MULAW_BIAS >> 2)
+    segment = np.maximum(np.floor(np.log2(mag)).astype(np.int32) - 5, 0)
+    value = np.where(segment > 7, 0x7F, (np.minimum(segment, 7) << 4) | ((mag >> (np.minimum(segment, 7) + 1)) & 0x0F))
+    out = value ^ np.where(negative, 0x7F, 0xFF)
     return out.astype(np.uint8).tobytes()
 
 

@@ -100,7 +100,7 @@ def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> N
     args = parser.parse_args()
     app, config = make_app()
     logs.setup(config.log_level, config.log_content)
-    uvicorn.run(
+    uvicorn_config = uvicorn.Config(
         app,
         host=args.host or config.host,
         port=args.port or config.port,
@@ -112,3 +112,19 @@ def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> N
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )
+    with contextlib.suppress(KeyboardInterrupt):
+        DrainingServer(uvicorn_config).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn closes every open WebSocket with 1012 *before* the lifespan shutdown runs, so a
+    SessionRegistry closed there would find its sockets gone. An app that sets
+    `app.state.drain` (an async callable, e.g. `registry.close_all`) gets it awaited first:
+    open sessions finish their turn and close with their own code and reason."""
+
+    async def shutdown(self, sockets=None) -> None:
+        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        if drain is not None:
+            with contextlib.suppress(Exception):
+                await drain()
+        await super().shutdown(sockets)

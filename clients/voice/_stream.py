@@ -1,0 +1,135 @@
+"""What the ASR and TTS stream clients share: connect/reconnect with backoff, JSON sends, typed
+receives, and one exception (`StreamClosed`) for every way the server can go away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from services.common.protocol.base import Error, Message, ProtocolError
+
+from ._ws import dumps, open_ws, stream_url
+from .backoff import Backoff
+
+
+class StreamClosed(ConnectionError):
+    """The WebSocket is gone (server closed, dropped, or never opened). `code`/`reason` as sent."""
+
+    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class ServerError(RuntimeError):
+    """An `error` event where the client expected something else (e.g. instead of `ready`)."""
+
+    def __init__(self, event: Error) -> None:
+        super().__init__(f"{event.code}: {event.message}")
+        self.event = event
+
+
+class JsonEventStream:
+    path: ClassVar[str] = ""
+    ready_timeout_s: ClassVar[float] = 15.0
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        backoff: Backoff | None = None,
+        open_timeout: float = 5.0,
+    ) -> None:
+        self.url = stream_url(url, self.path)
+        self.api_key = api_key
+        self.backoff = backoff
+        self.open_timeout = open_timeout
+        self.ws: ClientConnection | None = None
+        self.ready: Message | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    async def connect(self) -> Message:
+        """Opens the socket (retrying per `backoff`), sends the config, waits for `ready`."""
+        self.ws = await open_ws(self.url, self.api_key, self.backoff, self.open_timeout)
+        try:
+            self.ready = await asyncio.wait_for(self._handshake(), self.ready_timeout_s)
+        except BaseException:
+            await self.close()
+            raise
+        return self.ready
+
+    async def reconnect(self) -> Message:
+        await self.close()
+        return await self.connect()
+
+    async def close(self) -> None:
+        ws, self.ws = self.ws, None
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), 2.0)
+            except (asyncio.TimeoutError, ConnectionClosed, OSError):
+                pass
+
+    @property
+    def connected(self) -> bool:
+        return self.ws is not None and self.ws.close_code is None
+
+    async def __aenter__(self):
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- wire
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self._send(dumps(message))
+
+    async def _send(self, data: str | bytes) -> None:
+        if self.ws is None:
+            raise StreamClosed(f"{self.url}: not connected")
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+
+    async def recv_raw(self) -> str | bytes:
+        if self.ws is None:
+            raise StreamClosed(f"{self.url}: not connected")
+        try:
+            return await self.ws.recv()
+        except ConnectionClosed as exc:
+            raise self._closed(exc) from None
+
+    async def recv_json(self) -> dict[str, Any]:
+        """Next JSON event; a stray binary frame here is a protocol violation by the server."""
+        raw = await self.recv_raw()
+        if isinstance(raw, bytes):
+            raise ProtocolError("unexpected_binary", f"{self.url}: binary frame where a JSON event was expected")
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ProtocolError("bad_json", f"{self.url}: event is not a JSON object")
+        return data
+
+    def _closed(self, exc: ConnectionClosed) -> StreamClosed:
+        rcvd = exc.rcvd
+        code = rcvd.code if rcvd else None
+        reason = rcvd.reason if rcvd else ""
+        return StreamClosed(f"{self.url}: closed ({code} {reason})".strip(), code, reason)
+
+    async def _handshake(self) -> Message:
+        raise NotImplementedError
+
+    async def _await_ready(self, parse, ready_cls, matches) -> Message:
+        """Reads until a `ready` that reflects what we asked for; an error event fails the handshake.
+        Servers may send one `ready` on accept and another after `config`: the first may not match."""
+        while True:
+            event = parse(await self.recv_json())
+            if isinstance(event, Error):
+                raise ServerError(event)
+            if isinstance(event, ready_cls) and matches(event):
+                return event

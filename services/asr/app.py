@@ -1,0 +1,98 @@
+"""make_app(): the ASR service's Starlette app (models load in a thread at start; /ready waits)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from services.common import logs
+from services.common.config import CommonConfig
+from services.common.limits import CapacityError, SessionLimiter, refuse_websocket
+from services.common.server import SessionRegistry, build_app
+
+from . import config as asr_config
+from . import metrics
+from .engines import Engines
+from .rest import make_endpoint
+from .session import StreamSession
+
+log = logging.getLogger("voice.asr")
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every call's duration at INFO
+
+
+def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, CommonConfig]:
+    config = config or asr_config.load()
+    engines = Engines(config)
+    registry = SessionRegistry()
+    limiter = SessionLimiter(
+        config.common.max_sessions,
+        on_change=metrics.active_sessions.set,
+        on_reject=metrics.rejected_sessions.inc,
+    )
+    loading: dict[str, asyncio.Task] = {}
+
+    async def load_models() -> None:
+        try:
+            await asyncio.to_thread(engines.load)
+        except Exception as exc:
+            engines.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("model load failed")
+
+    async def startup() -> None:
+        engines.transcriber.start()
+        loading["task"] = asyncio.create_task(load_models())
+
+    async def drain() -> None:
+        """Runs before uvicorn closes sockets (services.common.server.DrainingServer)."""
+        await registry.close_all(timeout_s=8.0)
+
+    async def shutdown() -> None:
+        await registry.close_all(timeout_s=2.0)  # in case drain did not run (another server)
+        await engines.transcriber.stop()
+        engines.shutdown()
+
+    async def ready() -> tuple[bool, str]:
+        if engines.load_error:
+            return False, f"model load failed: {engines.load_error}"
+        if not engines.loaded:
+            return False, "models loading"
+        if registry.closing:
+            return False, "shutting down"
+        if limiter.full:
+            return False, f"at capacity ({limiter.limit} sessions)"
+        return True, "ready"
+
+    async def stream(ws: WebSocket) -> None:
+        if registry.closing:
+            await refuse_websocket(ws, "server shutting down")
+            return
+        if not engines.loaded:
+            await refuse_websocket(ws, "models still loading; retry shortly")
+            return
+        try:
+            async with limiter.slot():
+                await ws.accept()
+                await StreamSession(ws, config, engines, registry).run()
+        except CapacityError as exc:
+            logs.event(log, "session refused", reason=str(exc))
+            await refuse_websocket(ws, str(exc))
+
+    app = build_app(
+        [
+            WebSocketRoute("/v1/asr/stream", stream),
+            Route("/v1/audio/transcriptions", make_endpoint(config, engines, limiter), methods=["POST"]),
+        ],
+        config.common,
+        ready,
+        startup=startup,
+        shutdown=shutdown,
+        state={"asr_config": config, "engines": engines, "drain": drain},
+    )
+    return app, config.common

@@ -1,0 +1,150 @@
+"""ASR settings, read once from the environment at start (see docs/asr.md for the table)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader
+from services.common.protocol.asr import TURN_MODES, StreamConfig, TurnDetection
+
+DEFAULT_PORT = 8001
+LOCAL_TEST_MODEL = MODELS_DIR / "whisper-tiny-random"
+HUB_DEFAULT_MODEL = "small"
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
+
+
+def shown(path: Path) -> str:
+    """A default path as the config table shows it: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def resolved(value: str) -> str:
+    """Relative paths are taken from the repository root (where `make run` starts), so the service
+    finds models/ whatever its working directory; model names (e.g. "small") pass through."""
+    path = Path(value)
+    if not path.is_absolute() and (REPO_ROOT / path).exists():
+        return str(REPO_ROOT / path)
+    return value
+
+
+def default_model() -> str:
+    """SPEC: services look in models/ by default; without a generated model, a real hub model."""
+    return shown(LOCAL_TEST_MODEL) if LOCAL_TEST_MODEL.is_dir() else HUB_DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    common: CommonConfig
+    model: str
+    device: str
+    compute_type: str
+    cpu_threads: int
+    workers: int
+    batch_size: int
+    beam_size: int
+    temperatures: tuple[float, ...]
+    tokens_per_second: float
+    max_upload_bytes: int
+    smart_turn_model: str
+    turn_threads: int
+    vad_threshold: float
+    pre_speech_pad_s: float
+    partial_interval_s: float
+    max_turn_s: float
+    max_pending_partials: int
+    stream_defaults: StreamConfig
+
+    @classmethod
+    def from_env(cls, env: EnvReader) -> ASRConfig:
+        common = CommonConfig.read(env, "ASR_PORT", DEFAULT_PORT)
+        temperatures = env.floats(
+            "ASR_TEMPERATURES",
+            (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+            "Whisper temperature fallback schedule (comma list); tests and the benchmark use 0.0",
+        )
+        if not temperatures or any(not 0.0 <= t <= 1.0 for t in temperatures):
+            env.fail("ASR_TEMPERATURES", "needs one or more temperatures from 0 to 1")
+            temperatures = (0.0,)
+        mode = env.str("ASR_TURN_MODE", "smart_turn", "default turn_detection.mode", choices=TURN_MODES)
+        stop_secs = env.float("ASR_STOP_SECS", 0.2, "default silence before Smart Turn runs", min=0.0, max=10.0)
+        max_silence = env.float("ASR_MAX_SILENCE_SECS", 3.0, "default silence that ends a turn anyway", min=0.1)
+        if max_silence < stop_secs:
+            env.fail("ASR_MAX_SILENCE_SECS", "must be >= ASR_STOP_SECS")
+            max_silence = max(stop_secs, 3.0)
+        threshold = env.float(
+            "ASR_TURN_THRESHOLD", 0.5, "default Smart Turn probability that counts as turn complete", min=0.0, max=1.0
+        )
+        smart_turn = resolved(
+            env.str("ASR_SMART_TURN_MODEL", shown(MODELS_DIR / "smart-turn-v3.2-cpu.onnx"), "Smart Turn v3 ONNX file")
+        )
+        return cls(
+            common=common,
+            model=resolved(
+                env.str(
+                    "ASR_MODEL",
+                    default_model(),
+                    "faster-whisper model name (tiny … large-v3, distil-…) or a CTranslate2 model directory",
+                )
+            ),
+            device=env.str("ASR_DEVICE", "auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES),
+            compute_type=env.str(
+                "ASR_COMPUTE_TYPE",
+                "auto",
+                "CTranslate2 compute type; auto = float16 on CUDA, int8 on CPU",
+                choices=COMPUTE_TYPES,
+            ),
+            cpu_threads=env.int(
+                "ASR_CPU_THREADS",
+                min(4, os.cpu_count() or 1),
+                "CTranslate2 threads per worker (default: min(4, CPU cores))",
+                min=1,
+            ),
+            workers=env.int(
+                "ASR_WORKERS", 1, "transcriptions run in parallel (CTranslate2 num_workers)", min=1, max=16
+            ),
+            batch_size=env.int(
+                "ASR_BATCH_SIZE", 8, "stream requests waiting together decoded in one batch (1 = off)", min=1, max=64
+            ),
+            beam_size=env.int("ASR_BEAM_SIZE", 1, "beam size (1 = greedy, fastest)", min=1, max=10),
+            temperatures=temperatures,
+            tokens_per_second=env.float(
+                "ASR_TOKENS_PER_SECOND", 8.0, "decode cap: new tokens allowed per second of audio (+16)", min=1.0
+            ),
+            max_upload_bytes=env.int("ASR_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, "largest REST upload", min=1024),
+            smart_turn_model=smart_turn,
+            turn_threads=env.int("ASR_TURN_THREADS", 2, "onnxruntime threads for Smart Turn", min=1),
+            vad_threshold=env.float("ASR_VAD_THRESHOLD", 0.5, "Silero speech probability", min=0.05, max=0.95),
+            pre_speech_pad_s=env.float("ASR_PRE_SPEECH_PAD_SECS", 0.3, "audio kept before speech_start", min=0.0),
+            partial_interval_s=env.float(
+                "ASR_PARTIAL_INTERVAL_SECS", 0.4, "new speech between partials", min=0.1, max=10.0
+            ),
+            max_turn_s=env.float("ASR_MAX_TURN_SECS", 30.0, "a turn this long is finalized (max_duration)", min=2.0),
+            max_pending_partials=env.int(
+                "ASR_MAX_PENDING_PARTIALS", 2, "queued partial requests before new ones are dropped", min=0
+            ),
+            stream_defaults=StreamConfig(
+                turn_detection=TurnDetection(
+                    mode=mode, stop_secs=stop_secs, max_silence_secs=max_silence, threshold=threshold
+                )
+            ),
+        )
+
+    @property
+    def model_name(self) -> str:
+        """What clients are told: a directory's name, never the server's file system path."""
+        return Path(self.model).name if Path(self.model).is_dir() else self.model
+
+
+def load(environ=None) -> ASRConfig:
+    env = EnvReader(environ=os.environ if environ is None else environ)
+    config = ASRConfig.from_env(env)
+    if not Path(config.smart_turn_model).is_file():
+        env.fail("ASR_SMART_TURN_MODEL", f"no such file {config.smart_turn_model} (run `make models`)")
+    env.finish()
+    return config

@@ -1,0 +1,1 @@
+"""Voice agent orchestrator: ASR → Claude → TTS over pluggable transports (see session.py)."""

@@ -1,0 +1,6 @@
+from services.common.server import main
+
+from .app import make_app
+
+if __name__ == "__main__":
+    main("orchestrator", make_app)

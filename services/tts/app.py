@@ -1,0 +1,76 @@
+"""The TTS Starlette app: routes, session limits, model loading in the background (/ready 503
+until the engine is loaded), graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from services.common.config import CommonConfig
+from services.common.limits import CapacityError, SessionLimiter, refuse_websocket
+from services.common.server import SessionRegistry, build_app
+
+from . import config as tts_config
+from . import metrics
+from .rest import make_routes
+from .runtime import TTSRuntime
+from .session import TTSSession
+
+# library chatter (download bars, tokenizer fork warnings) stays out of the JSON logs
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def create_app(cfg: tts_config.TTSConfig) -> Starlette:
+    runtime = TTSRuntime(cfg)
+    registry = SessionRegistry()
+    limiter = SessionLimiter(cfg.common.max_sessions, on_reject=metrics.SESSIONS_REJECTED.inc)
+
+    async def stream(ws: WebSocket) -> None:
+        if registry.closing:
+            await refuse_websocket(ws, "server shutting down")
+            return
+        if not runtime.loaded:
+            await refuse_websocket(ws, runtime.load_error or "model still loading")
+            return
+        try:
+            async with limiter.slot():
+                session = TTSSession(ws, runtime)
+                registry.add(session.session_id, session.close)
+                try:
+                    await session.run()
+                finally:
+                    registry.remove(session.session_id)
+        except CapacityError as exc:
+            await refuse_websocket(ws, str(exc))
+
+    async def ready() -> tuple[bool, str]:
+        if runtime.load_error:
+            return False, f"engine failed to load: {runtime.load_error}"
+        if not runtime.loaded:
+            return False, "loading model"
+        if limiter.full:
+            return False, "at session capacity"
+        return True, ""
+
+    async def shutdown() -> None:
+        await registry.close_all()
+        await runtime.stop()
+
+    return build_app(
+        [*make_routes(runtime, limiter), WebSocketRoute("/v1/tts/stream", stream)],
+        cfg.common,
+        ready,
+        startup=runtime.start,
+        shutdown=shutdown,
+        state={"runtime": runtime},
+    )
+
+
+def make_app() -> tuple[Starlette, CommonConfig]:
+    cfg = tts_config.load()
+    return create_app(cfg), cfg.common

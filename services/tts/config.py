@@ -1,0 +1,124 @@
+"""TTS settings, read once at start from the environment (see docs/tts.md for the table)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader
+
+ENGINES = ("chatterbox", "espeak")
+VARIANTS = ("original", "turbo", "multilingual")
+TINY_MODEL_DIR = MODELS_DIR / "chatterbox-tiny-random"
+
+
+@dataclass(frozen=True)
+class ChatterboxSettings:
+    """What the Chatterbox engine needs; kept apart so the engine can be built without the service."""
+
+    model_dir: str  # a local checkpoint directory, or "" = the hub's ResembleAI/chatterbox
+    variant: str = "original"
+    device: str = "auto"
+    first_chunk_tokens: int = 15
+    chunk_tokens: int = 50
+    context_tokens: int = 12
+    crossfade_ms: float = 10.0
+    max_new_tokens: int = 1000
+    cfm_steps: int = 0  # 0 = the package's default (10; 2 for the meanflow Turbo decoder)
+    repetition_penalty: float = 1.2
+    min_p: float = 0.05
+    top_p: float = 1.0
+    language: str = "en"
+    torch_threads: int = 0
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    common: CommonConfig
+    engine: str
+    chatterbox: ChatterboxSettings
+    espeak_voice: str
+    redis_url: str
+    voices_dir: Path
+    voice_cache_size: int
+    voice_min_s: float
+    voice_max_s: float
+    max_concurrent: int
+    max_text_chars: int
+    piece_max_chars: int
+    max_upload_bytes: int
+
+    @classmethod
+    def from_env(cls, env: EnvReader) -> TTSConfig:
+        model_dir = env.str(
+            "TTS_MODEL_DIR",
+            "auto",
+            "Chatterbox checkpoint directory (from_local); `hub` = ResembleAI/chatterbox via from_pretrained; "
+            "`auto` = models/chatterbox-tiny-random when it exists, else the hub",
+        )
+        model_dir = resolve_model_dir(model_dir)
+        if model_dir and not Path(model_dir).is_dir():
+            env.fail("TTS_MODEL_DIR", f"{model_dir} is not a directory")
+        chatterbox = ChatterboxSettings(
+            model_dir=model_dir or "",
+            variant=env.str("TTS_MODEL_VARIANT", "original", "Chatterbox variant", choices=VARIANTS),
+            device=env.str("TTS_DEVICE", "auto", "torch device: auto (cuda when available), cpu, cuda, cuda:N"),
+            first_chunk_tokens=env.int(
+                "TTS_FIRST_CHUNK_TOKENS", 15, "speech tokens (25/s) in the first streamed chunk", min=4, max=200
+            ),
+            chunk_tokens=env.int("TTS_CHUNK_TOKENS", 50, "speech tokens per later chunk (chunk_size)", min=4, max=500),
+            context_tokens=env.int(
+                "TTS_CONTEXT_TOKENS", 12, "already-emitted tokens re-decoded as left context per chunk", min=2, max=200
+            ),
+            crossfade_ms=env.float("TTS_CROSSFADE_MS", 10.0, "cross-fade at chunk joins", min=0.0, max=100.0),
+            max_new_tokens=env.int(
+                "TTS_MAX_NEW_TOKENS", 1000, "cap on speech tokens per text piece (25 tokens = 1 s)", min=4, max=4000
+            ),
+            cfm_steps=env.int("TTS_CFM_STEPS", 0, "S3Gen flow-matching steps; 0 = package default", min=0, max=50),
+            repetition_penalty=env.float("TTS_REPETITION_PENALTY", 1.2, "T3 repetition penalty", min=1.0, max=5.0),
+            min_p=env.float("TTS_MIN_P", 0.05, "T3 min-p sampling", min=0.0, max=1.0),
+            top_p=env.float("TTS_TOP_P", 1.0, "T3 top-p sampling", min=0.0, max=1.0),
+            language=env.str("TTS_LANGUAGE", "en", "language id for the multilingual variant"),
+            torch_threads=env.int("TTS_TORCH_THREADS", 0, "torch intra-op threads; 0 = torch default", min=0),
+        )
+        if chatterbox.first_chunk_tokens > chatterbox.chunk_tokens:
+            env.fail("TTS_FIRST_CHUNK_TOKENS", "must not exceed TTS_CHUNK_TOKENS")
+        return cls(
+            common=CommonConfig.read(env, "TTS_PORT", 8002),
+            engine=env.str("TTS_ENGINE", "chatterbox", "synthesis engine", choices=ENGINES),
+            chatterbox=chatterbox,
+            espeak_voice=env.str("TTS_ESPEAK_VOICE", "en-us", "default espeak-ng voice"),
+            redis_url=env.str("REDIS_URL", "", "Redis for the shared voice store; empty = local directory"),
+            voices_dir=_repo_path(env.str("TTS_VOICES_DIR", "data/tts-voices", "voice directory (no Redis)")),
+            voice_cache_size=env.int("TTS_VOICE_CACHE_SIZE", 64, "voices kept in the in-process LRU", min=1),
+            voice_min_s=env.float("TTS_VOICE_MIN_S", 2.0, "shortest reference clip, seconds", min=0.1),
+            voice_max_s=env.float("TTS_VOICE_MAX_S", 30.0, "longest reference clip, seconds", min=1.0),
+            max_concurrent=env.int("TTS_MAX_CONCURRENT", 2, "syntheses running at once (others queue)", min=1),
+            max_text_chars=env.int("TTS_MAX_TEXT_CHARS", 4096, "largest text per request", min=16),
+            piece_max_chars=env.int("TTS_PIECE_MAX_CHARS", 300, "longest piece sent to the model at once", min=16),
+            max_upload_bytes=env.int("TTS_MAX_UPLOAD_BYTES", 10 << 20, "largest reference upload (REST)", min=1024),
+        )
+
+
+def _repo_path(value: str) -> Path:
+    """Relative paths are taken from the repository root, so the service finds them from any cwd."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def resolve_model_dir(value: str) -> str:
+    """`auto` → the generated tiny checkpoint when present, else "" (= the hub); `hub` → ""."""
+    if value == "auto":
+        return str(TINY_MODEL_DIR) if TINY_MODEL_DIR.exists() else ""
+    if value in ("hub", ""):
+        return ""
+    return str(_repo_path(value)) if not Path(value).expanduser().exists() else str(Path(value).expanduser())
+
+
+def load(environ: Mapping[str, str] | None = None) -> TTSConfig:
+    env = EnvReader(os.environ if environ is None else environ)
+    config = TTSConfig.from_env(env)
+    env.finish()
+    return config

@@ -1,0 +1,1 @@
+"""Synthesis engines behind one interface (engines.base.Engine)."""

@@ -1,0 +1,1 @@
+"""Voices: reference clips and their engine conditionals, in Redis or a directory, LRU-cached."""

@@ -1,0 +1,195 @@
+"""Where voices live: Redis (shared by replicas, survives restarts) or a local directory.
+
+A voice is three things: its metadata (JSON), its reference clip (16-bit WAV, 24 kHz) and, per
+engine fingerprint, the conditionals that engine computed from the clip (opaque bytes). Keeping
+the clip means a replica running another engine or model can compute its own conditionals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class StoreUnavailable(Exception):
+    """The backing store cannot be reached (Redis down): code voice_store_unavailable."""
+
+    code = "voice_store_unavailable"
+
+
+@dataclass
+class VoiceMeta:
+    id: str
+    name: str
+    created_at: float
+    duration_s: float
+    sample_rate: int = 24000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(ABC):
+    kind: str = ""
+
+    @abstractmethod
+    async def put(self, meta: VoiceMeta, wav: bytes, conditionals: dict[str, bytes]) -> None: ...
+
+    @abstractmethod
+    async def put_conditionals(self, voice_id: str, fingerprint: str, blob: bytes) -> None: ...
+
+    @abstractmethod
+    async def get_meta(self, voice_id: str) -> VoiceMeta | None: ...
+
+    @abstractmethod
+    async def get_wav(self, voice_id: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def get_conditionals(self, voice_id: str, fingerprint: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def list(self) -> list[VoiceMeta]: ...
+
+    @abstractmethod
+    async def delete(self, voice_id: str) -> bool: ...
+
+    async def close(self) -> None:  # noqa: B027 (optional hook)
+        pass
+
+
+class RedisBackend(Backend):
+    """Keys: `tts:voice:<id>` (hash: meta, wav, cond:<fingerprint>) and the set `tts:voices`.
+    Short socket timeouts so a dead Redis fails a request in about a second, not a minute."""
+
+    kind = "redis"
+    PREFIX = "tts:voice:"
+    INDEX = "tts:voices"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0, retry_on_timeout=False)
+
+    async def _call(self, coro):
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        try:
+            return await coro
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"voice store (Redis) unreachable: {type(exc).__name__}") from exc
+
+    async def put(self, meta: VoiceMeta, wav: bytes, conditionals: dict[str, bytes]) -> None:
+        key = self.PREFIX + meta.id
+        mapping = {"meta": json.dumps(meta.to_dict()), "wav": wav}
+        mapping.update({f"cond:{fp}": blob for fp, blob in conditionals.items()})
+
+        async def write():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=mapping)
+                pipe.sadd(self.INDEX, meta.id)
+                await pipe.execute()
+
+        await self._call(write())
+
+    async def put_conditionals(self, voice_id: str, fingerprint: str, blob: bytes) -> None:
+        await self._call(self._redis.hset(self.PREFIX + voice_id, f"cond:{fingerprint}", blob))
+
+    async def get_meta(self, voice_id: str) -> VoiceMeta | None:
+        raw = await self._call(self._redis.hget(self.PREFIX + voice_id, "meta"))
+        return VoiceMeta(**json.loads(raw)) if raw else None
+
+    async def get_wav(self, voice_id: str) -> bytes | None:
+        return await self._call(self._redis.hget(self.PREFIX + voice_id, "wav"))
+
+    async def get_conditionals(self, voice_id: str, fingerprint: str) -> bytes | None:
+        return await self._call(self._redis.hget(self.PREFIX + voice_id, f"cond:{fingerprint}"))
+
+    async def list(self) -> list[VoiceMeta]:
+        ids = sorted(i.decode() for i in await self._call(self._redis.smembers(self.INDEX)))
+        metas = [await self.get_meta(i) for i in ids]
+        return [m for m in metas if m is not None]
+
+    async def delete(self, voice_id: str) -> bool:
+        async def remove():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.PREFIX + voice_id)
+                pipe.srem(self.INDEX, voice_id)
+                deleted, _ = await pipe.execute()
+            return bool(deleted)
+
+        return await self._call(remove())
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class DirectoryBackend(Backend):
+    """`<dir>/<id>/meta.json`, `reference.wav`, `cond-<fingerprint hash>.bin`; file I/O off the loop."""
+
+    kind = "directory"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, voice_id: str) -> Path:
+        return self.root / voice_id
+
+    @staticmethod
+    def _cond_name(fingerprint: str) -> str:
+        import hashlib
+
+        return "cond-" + hashlib.sha1(fingerprint.encode()).hexdigest()[:16] + ".bin"
+
+    async def put(self, meta: VoiceMeta, wav: bytes, conditionals: dict[str, bytes]) -> None:
+        def write():
+            staging = self.root / f".{meta.id}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            (staging / "meta.json").write_text(json.dumps(meta.to_dict()))
+            (staging / "reference.wav").write_bytes(wav)
+            for fp, blob in conditionals.items():
+                (staging / self._cond_name(fp)).write_bytes(blob)
+            shutil.rmtree(self._dir(meta.id), ignore_errors=True)
+            staging.rename(self._dir(meta.id))
+
+        await asyncio.to_thread(write)
+
+    async def put_conditionals(self, voice_id: str, fingerprint: str, blob: bytes) -> None:
+        path = self._dir(voice_id) / self._cond_name(fingerprint)
+        if path.parent.exists():
+            await asyncio.to_thread(path.write_bytes, blob)
+
+    async def _read(self, path: Path) -> bytes | None:
+        return await asyncio.to_thread(lambda: path.read_bytes() if path.exists() else None)
+
+    async def get_meta(self, voice_id: str) -> VoiceMeta | None:
+        raw = await self._read(self._dir(voice_id) / "meta.json")
+        return VoiceMeta(**json.loads(raw)) if raw else None
+
+    async def get_wav(self, voice_id: str) -> bytes | None:
+        return await self._read(self._dir(voice_id) / "reference.wav")
+
+    async def get_conditionals(self, voice_id: str, fingerprint: str) -> bytes | None:
+        return await self._read(self._dir(voice_id) / self._cond_name(fingerprint))
+
+    async def list(self) -> list[VoiceMeta]:
+        if not self.root.exists():
+            return []
+        ids = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        metas = [await self.get_meta(i) for i in ids]
+        return [m for m in metas if m is not None]
+
+    async def delete(self, voice_id: str) -> bool:
+        path = self._dir(voice_id)
+        if not path.exists():
+            return False
+        await asyncio.to_thread(shutil.rmtree, path, True)
+        return True

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers.procs import ServiceProcess
+from tests.helpers.speech import concat, silence, speak
+
+# greedy, one temperature: the random test model fails every quality check, and the default
+# fallback schedule would decode each turn six times
+FAST_ENV = {"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2", "LOG_LEVEL": "INFO"}
+
+COMPLETE = "How are you doing today?"
+COMPLETE_2 = "What time does the train leave tomorrow?"
+INCOMPLETE = "I was going to say that"
+
+
+def said(text: str) -> np.ndarray:
+    """espeak speech without the ~0.35 s of silence espeak appends, so a test's pauses are exact."""
+    audio = speak(text)
+    voiced = np.nonzero(np.abs(audio) > 1e-3)[0]
+    return audio[voiced[0] : voiced[-1] + 1]
+
+
+@pytest.fixture(scope="session")
+def asr(models_dir, espeak):
+    """The ASR service as users run it (`python -m services.asr`), shared by the ASR tests."""
+    service = ServiceProcess("asr", env=FAST_ENV, label="asr-main").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def two_sentences(espeak):
+    """Two sentences separated by 1.5 s of silence, with silence around them (16 kHz float32)."""
+    return concat(silence(0.4), speak(COMPLETE), silence(1.5), speak(COMPLETE_2), silence(1.2))
