@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ log = logging.getLogger("voice.asr.transcriber")
 SAMPLE_RATE = 16000
 PRIORITY = {"final": 0, "file": 1, "partial": 2}
 MAX_NEW_TOKENS = 220  # leaves room for a 224-token prompt inside Whisper's 448
+FILE_SLICE_S = 0.3  # a REST file gives the worker back this often, so finals need not wait for it
 
 
 @dataclass
@@ -105,6 +107,8 @@ class _Job:
     request: Request
     future: asyncio.Future
     queued_at: float
+    state: Any = None  # a REST file decoded in slices: (segment generator, info, duration, segments so far)
+    started: float = 0.0
 
 
 def clamp(value: float, lo: float, hi: float) -> float:
@@ -134,7 +138,7 @@ class Transcriber:
         self.model = None
         self.device = ""
         self.compute_type = ""
-        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="whisper")
+        self._executor: ThreadPoolExecutor | None = None
         self._pending: list[_Job] = []
         self._wakeup: asyncio.Event | None = None
         self._workers: list[asyncio.Task] = []
@@ -157,6 +161,8 @@ class Transcriber:
         logs.event(log, "model loaded", model=self.config.model, device=self.device, compute_type=self.compute_type)
 
     def start(self) -> None:
+        """Serve the queue (needs a running event loop); `run` alone works without it."""
+        self._executor = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="whisper")
         self._wakeup = asyncio.Event()
         self._workers = [asyncio.create_task(self._serve()) for _ in range(self.config.workers)]
 
@@ -164,7 +170,8 @@ class Transcriber:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def loaded(self) -> bool:
@@ -204,6 +211,12 @@ class Transcriber:
             self.waiting[job.request.kind] -= 1
         return batch
 
+    def _requeue(self, job: _Job) -> None:
+        if job.future.cancelled():
+            return
+        self.waiting[job.request.kind] += 1
+        self._pending.append(job)
+
     def _batch_key(self, job: _Job) -> tuple:
         return (job.request.kind, job.request.language, self._temperatures(job.request)[0])
 
@@ -221,19 +234,27 @@ class Transcriber:
                 continue
             started = time.perf_counter()
             for job in batch:
-                metrics.queue_wait.observe(started - job.queued_at)
+                if job.state is None:  # a file's later slices are not new waits
+                    metrics.queue_wait.observe(started - job.queued_at)
+                    job.started = started
             requests = [job.request for job in batch]
             try:
-                if len(batch) == 1:
+                if len(batch) == 1 and requests[0].kind == "file":
+                    result = await loop.run_in_executor(self._executor, self.file_step, batch[0])
+                    if result is None:  # more to decode: back in the queue, behind any waiting final
+                        self._requeue(batch[0])
+                        continue
+                    results = [result]
+                elif len(batch) == 1:
                     results = [await loop.run_in_executor(self._executor, self.run, requests[0])]
                 else:
                     results = await loop.run_in_executor(self._executor, self.run_many, requests)
                     metrics.batch_size.observe(len(batch))
             except Exception as exc:  # the engine's error goes to the callers, the worker goes on
                 results = [exc] * len(batch)
-            elapsed = time.perf_counter() - started
+            finished = time.perf_counter()
             for job, result in zip(batch, results, strict=True):
-                metrics.transcribe.labels(job.request.kind).observe(elapsed)
+                metrics.transcribe.labels(job.request.kind).observe(finished - job.started)
                 if job.future.done():
                     continue
                 if isinstance(result, Exception):
@@ -247,6 +268,12 @@ class Transcriber:
     # ------------------------------------------------------------ the engine call
     def run(self, request: Request) -> Transcript:
         """Blocking faster-whisper call; also used directly by the benchmark as the raw engine time."""
+        segments, info, duration = self._start(request)
+        return self._transcript(list(segments), info, duration)
+
+    def _start(self, request: Request):
+        """`WhisperModel.transcribe` → (lazy segment generator, info, duration): decoding happens
+        as the generator is consumed, one 30 s window at a time."""
         audio = np.asarray(request.audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         temperatures = self._temperatures(request)
@@ -264,6 +291,9 @@ class Transcriber:
             max_new_tokens=decode_cap(duration, self.config.tokens_per_second),
             vad_filter=False,
         )
+        return segments, info, duration
+
+    def _transcript(self, segments: list, info, duration: float) -> Transcript:
         results = [self._clamped(i, s, duration) for i, s in enumerate(segments)]
         return Transcript(
             text="".join(s.text for s in results).strip(),
@@ -272,6 +302,21 @@ class Transcriber:
             duration=duration,
             segments=results,
         )
+
+    def file_step(self, job: _Job) -> Transcript | None:
+        """Blocking: decode a REST file for about FILE_SLICE_S of engine time, then give the worker
+        back (None) so waiting finals go first; the Transcript once the file is done. A long
+        upload thus never holds live streams up for more than one slice."""
+        if job.state is None:
+            segments, info, duration = self._start(job.request)
+            job.state = (iter(segments), info, duration, [])
+        segments, info, duration, done = job.state
+        deadline = time.perf_counter() + FILE_SLICE_S
+        for segment in segments:
+            done.append(segment)
+            if time.perf_counter() > deadline:
+                return None
+        return self._transcript(done, info, duration)
 
     def run_many(self, requests: list[Request]) -> list[Transcript | Exception]:
         """The batched call; should it fail, each request alone, so one bad clip fails only itself."""

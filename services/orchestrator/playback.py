@@ -68,18 +68,24 @@ class PlaybackTracker:
         self.clock = PlaybackClock()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.epoch = 0  # bumped by clear(): audio whose send began before a clear was dropped by it
 
     @property
     def playing(self) -> bool:
         return self.clock.playing(self.now())
 
-    def sent(self, segment_id: str, duration_s: float) -> float:
+    def sent(self, segment_id: str, duration_s: float, epoch: int | None = None) -> float | None:
+        """`segment_id` was just sent. Pass the `epoch` read before the send started: if a clear
+        went out meanwhile, the client dropped this audio with it, and it is not scheduled."""
+        if epoch is not None and epoch != self.epoch:
+            return None
         end = self.clock.schedule(segment_id, duration_s, self.now())
         if self._timer is None and not self._closed:
             self._arm()
         return end
 
     def clear(self) -> None:
+        self.epoch += 1
         self._cancel_timer()
         self.clock.clear(self.now())
 

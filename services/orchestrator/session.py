@@ -65,7 +65,7 @@ from services.common.audio import AudioFormatError, validate_sample_rate
 from services.common.metrics import counter
 from services.common.protocol import asr, tts
 from services.common.protocol.base import Error, ProtocolError, check_fields
-from services.tts.text import IncrementalText  # the TTS service's own splitter: one rule for both
+from services.common.text import IncrementalText  # the same splitter TTS uses: one rule for both
 
 from .config import OrchestratorConfig
 from .llm import Conversation, DemoResponder, LLMError, Responder

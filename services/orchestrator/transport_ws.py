@@ -77,8 +77,9 @@ class WebSocketOutput:
         duration_s = len(pcm) / sample_rate
         if sample_rate != self.sample_rate:
             pcm = resample(pcm, sample_rate, self.sample_rate)
+        epoch = self.playback.epoch  # a clear queued behind this send drops this audio too
         await self.send(FrameType.TTS_AUDIO, encode(pcm, "pcm_s16le"))
-        self.playback.sent(segment_id, duration_s)  # played once its expected end has passed
+        self.playback.sent(segment_id, duration_s, epoch)  # played once its expected end has passed
 
     async def clear(self) -> None:
         self.playback.clear()  # the page drops its queue: nothing queued will ever play

@@ -14,13 +14,13 @@ from services.common import logs
 from services.common.audio import StreamResampler
 from services.common.limits import CapacityError, SessionLimiter, busy_response, error_response
 from services.common.protocol.base import ProtocolError
+from services.common.text import split_text
 
 from . import metrics, params
 from .encoders import FORMATS, StreamEncoder
 from .engines.base import CancelToken, SynthesisParams
 from .runtime import TTSRuntime
 from .speak import RequestStats, iterate, speak
-from .text import split_text
 from .voices.backends import StoreUnavailable
 from .voices.store import VoiceError
 

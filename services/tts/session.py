@@ -34,13 +34,13 @@ from services.common.protocol.tts import (
     SynthesisComplete,
     VoiceRegistered,
 )
+from services.common.text import IncrementalText, split_text
 
 from . import metrics, params
 from .engines.base import CancelToken, EngineError, SynthesisParams
 from .output import AudioOutput
 from .runtime import TTSRuntime
 from .speak import RequestStats, speak
-from .text import IncrementalText, split_text
 from .voices.backends import StoreUnavailable
 from .voices.store import VoiceError
 

@@ -156,3 +156,25 @@ async def test_requests_waiting_together_run_as_one_batch(transcriber):
             for word in segment.words:
                 assert segment.start <= word.start <= word.end <= segment.end
     assert results[0].words and not results[4].words  # partials carry no words
+
+
+async def test_a_long_file_does_not_hold_up_finals(transcriber):
+    """A REST file is decoded in slices: a final queued while a 10-minute file runs is answered first."""
+    clip = concat(said(COMPLETE), silence(1.0))
+    long_audio = np.tile(clip, int(600 * 16000 / len(clip)) + 1)
+    transcriber.start()
+    try:
+        file_task = asyncio.create_task(transcriber.transcribe(Request(long_audio, "file")))
+        for _ in range(1000):  # until a worker has taken the file
+            if transcriber.waiting["file"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        final = await transcriber.transcribe(Request(concat(silence(0.2), said(COMPLETE)), "final"))
+        assert final.duration > 0
+        assert not file_task.done(), "the final waited for the whole file"
+        result = await file_task
+    finally:
+        await transcriber.stop()
+    assert result.duration == pytest.approx(len(long_audio) / 16000)
+    assert result.segments and result.segments[-1].end <= result.duration
+    assert all(a.start <= b.start for a, b in zip(result.segments, result.segments[1:], strict=False))

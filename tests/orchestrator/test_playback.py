@@ -48,9 +48,11 @@ async def test_tracker_reports_segments_in_order_never_before_their_end():
     assert not tracker.playing
 
     tracker.sent("4", 0.05)
-    tracker.clear()  # barge-in: the page drops its queue
+    epoch = tracker.epoch  # "5" starts sending...
+    tracker.clear()  # ...a barge-in clears meanwhile: the page drops its queue, "5" included
     assert not tracker.playing
-    tracker.sent("5", 0.05)
+    assert tracker.sent("5", 0.05, epoch) is None and not tracker.playing
+    tracker.sent("6", 0.05)
     tracker.close()  # the connection ended
     await asyncio.sleep(0.2)
     assert reported[-1][0] == "3", "nothing cleared or sent after close is reported"

@@ -1,6 +1,6 @@
 """Text → speakable pieces (sentence splitting, incremental buffer)."""
 
-from services.tts.text import IncrementalText, split_text
+from services.common.text import IncrementalText, split_text
 
 
 def test_split_keeps_every_word_and_respects_the_cap():
