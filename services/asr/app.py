@@ -49,12 +49,8 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
         engines.transcriber.start()
         loading["task"] = asyncio.create_task(load_models())
 
-    async def drain() -> None:
-        """Runs before uvicorn closes sockets (services.common.server.DrainingServer)."""
-        await registry.close_all(timeout_s=8.0)
-
     async def shutdown() -> None:
-        await registry.close_all(timeout_s=2.0)  # in case drain did not run (another server)
+        await registry.close_all(timeout_s=2.0)  # in case the drain did not run (another server)
         await engines.transcriber.stop()
         engines.shutdown()
 
@@ -93,6 +89,7 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
         ready,
         startup=startup,
         shutdown=shutdown,
-        state={"asr_config": config, "engines": engines, "drain": drain},
+        state={"asr_config": config, "engines": engines},
+        registry=registry,
     )
     return app, config.common

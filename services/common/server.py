@@ -43,7 +43,7 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._closers)
 
-    async def close_all(self, timeout_s: float = 5.0) -> None:
+    async def close_all(self, timeout_s: float = 8.0) -> None:
         self.closing = True
         closers = list(self._closers.values())
         if closers:
@@ -59,7 +59,11 @@ def build_app(
     shutdown: Callable[[], Awaitable[None]] | None = None,
     auth_exempt: Sequence[str] = ("/health",),
     state: dict[str, Any] | None = None,
+    registry: SessionRegistry | None = None,
 ) -> Starlette:
+    """`registry`: the service's open sessions, drained on SIGTERM before uvicorn drops the
+    sockets (see DrainingServer), so each session ends with its own close code and reason."""
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -87,6 +91,8 @@ def build_app(
         middleware=[Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt)],
         lifespan=lifespan,
     )
+    if registry is not None:
+        app.state.drain = registry.close_all
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
     return app

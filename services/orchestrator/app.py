@@ -102,7 +102,14 @@ def create_app(config: OrchestratorConfig) -> Starlette:
         ]  # the page's own files are public; everything else needs a key when API_KEYS is set
         routes.append(Mount("/", app=StaticFiles(directory=web, html=True), name="web"))  # last: API routes win
     app = build_app(
-        routes, config.common, ready, startup=startup, shutdown=shutdown, auth_exempt=exempt, state={"runtime": runtime}
+        routes,
+        config.common,
+        ready,
+        startup=startup,
+        shutdown=shutdown,
+        auth_exempt=exempt,
+        state={"runtime": runtime},
+        registry=runtime.registry,
     )
     return app
 

@@ -68,6 +68,7 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
         startup=runtime.start,
         shutdown=shutdown,
         state={"runtime": runtime},
+        registry=registry,
     )
 
 

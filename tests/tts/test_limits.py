@@ -52,3 +52,25 @@ async def test_api_key_required(limited):
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await ws.recv()
     assert closed.value.rcvd.code == 1008
+
+
+async def test_sigterm_closes_open_sessions_with_1001(tmp_path):
+    """Graceful shutdown: the open session is closed by the service itself (1001 + reason),
+    not dropped by the server with 1012 before the app could act."""
+    import asyncio
+    import json
+    import signal
+
+    env = {"TTS_ENGINE": "espeak", "REDIS_URL": "", "TTS_VOICES_DIR": str(tmp_path)}
+    service = ServiceProcess("tts", env=env, label="tts-shutdown").start()
+    try:
+        async with websockets.connect(service.ws_url + "/v1/tts/stream") as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
+            service.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+            assert ws.close_code == 1001
+        assert service.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        service.stop()

@@ -123,3 +123,15 @@ def test_bad_reference_uploads(espeak_service, payload, code):
         payload = wav_bytes(np.zeros(2400, dtype=np.float32) + 0.1, 24000)
     response = httpx.post(espeak_service.url + "/v1/voices", files={"file": ("ref.wav", payload, "audio/wav")})
     assert response.status_code == 400 and response.json()["error"]["code"] == code
+
+
+def test_default_voice_alias_works_on_every_engine(espeak_service):
+    """The client library's default voice is "default": espeak has no voice of that name, so the
+    alias must resolve to the engine's default voice rather than 404."""
+    import asyncio
+
+    from clients.voice import speech
+
+    data = asyncio.run(speech(espeak_service.url, "Default voice.", response_format="wav"))
+    rate, seconds = decoded_duration(data, "wav")
+    assert rate == 24000 and seconds > 0.3

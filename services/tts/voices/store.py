@@ -23,6 +23,7 @@ from services.tts.engines.base import Engine
 from .backends import VOICE_ID, Backend, StoreUnavailable, VoiceMeta
 
 STORE_RATE = 24000
+DEFAULT_ALIAS = "default"
 
 
 class VoiceError(Exception):
@@ -99,7 +100,9 @@ class VoiceStore:
         return {v.id for v in self.engine.builtin_voices()}
 
     async def resolve(self, voice_id: str | None) -> object:
-        """Voice id (None = the engine's default) → conditionals, or VoiceError(unknown_voice)."""
+        """Voice id (None or "default" = the engine's default) → conditionals, or VoiceError(unknown_voice)."""
+        if voice_id == DEFAULT_ALIAS and DEFAULT_ALIAS not in self._builtin_ids():
+            voice_id = None  # "default" names the engine's default voice on every engine, not only Chatterbox
         if voice_id is None:
             voices = self.engine.builtin_voices()
             if not voices:
