@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from services.common.protocol.base import Error, Message, ProtocolError
 
-from ._ws import dumps, open_ws, stream_url
+from ._ws import close_ws, dumps, open_ws, stream_url
 from .backoff import Backoff
 
 
@@ -68,11 +68,7 @@ class JsonEventStream:
 
     async def close(self) -> None:
         ws, self.ws = self.ws, None
-        if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), 2.0)
-            except (asyncio.TimeoutError, ConnectionClosed, OSError):
-                pass
+        await close_ws(ws)
 
     @property
     def connected(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from .backoff import Backoff, retry
 
@@ -68,3 +69,13 @@ async def open_ws(
 
 def dumps(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+async def close_ws(ws: ClientConnection | None, timeout: float = 2.0) -> None:
+    """Closes politely, but never waits long or raises: the peer may already be gone."""
+    if ws is None:
+        return
+    try:
+        await asyncio.wait_for(ws.close(), timeout)
+    except (asyncio.TimeoutError, ConnectionClosed, OSError):
+        pass

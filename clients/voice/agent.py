@@ -18,7 +18,7 @@ from services.common.protocol.agent import Frame, FrameType, pack, unpack
 from services.common.protocol.base import Error
 
 from ._stream import ServerError, StreamClosed
-from ._ws import open_ws, stream_url
+from ._ws import close_ws, open_ws, stream_url
 from .backoff import Backoff
 
 INPUT_SAMPLE_RATE = 16000
@@ -43,11 +43,7 @@ class AgentStream:
 
     async def close(self) -> None:
         ws, self.ws = self.ws, None
-        if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(), 2.0)
-            except (asyncio.TimeoutError, ConnectionClosed, OSError):
-                pass
+        await close_ws(ws)
 
     async def __aenter__(self) -> AgentStream:
         return await self.connect()

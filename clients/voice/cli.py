@@ -211,16 +211,21 @@ async def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 async def send_file_to_asr(stream: ASRStream, samples: np.ndarray, args: argparse.Namespace, progress: Progress):
+    await send_pcm(stream.send_audio, samples, args, progress)
+    await stream.end()  # the server flushes, sends the last final, and closes
+
+
+async def send_pcm(send, samples: np.ndarray, args: argparse.Namespace, progress: Progress) -> None:
+    """16 kHz samples → s16le chunks of --chunk-ms, paced at real time unless --fast."""
     step = INPUT_RATE * args.chunk_ms // 1000
     pcm = float_to_int16(samples).astype("<i2").tobytes()
     t0 = time.monotonic()
     for start in range(0, len(samples), step):
-        await stream.send_audio(pcm[start * 2 : (start + step) * 2])
+        await send(pcm[start * 2 : (start + step) * 2])
         sent = min(len(samples), start + step) / INPUT_RATE
         progress.update(sent)
         if not args.fast:
             await pace(t0, sent)
-    await stream.end()  # the server flushes, sends the last final, and closes
 
 
 def show_asr_event(event: Message, args: argparse.Namespace, progress: Progress) -> None:
@@ -437,15 +442,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
 
 
 async def send_file_to_agent(agent: AgentStream, samples: np.ndarray, args, progress: Progress, sent_all) -> None:
-    step = INPUT_RATE * args.chunk_ms // 1000
-    pcm = float_to_int16(samples).astype("<i2").tobytes()
-    t0 = time.monotonic()
-    for start in range(0, len(samples), step):
-        await agent.send_audio(pcm[start * 2 : (start + step) * 2])
-        sent = min(len(samples), start + step) / INPUT_RATE
-        progress.update(sent)
-        if not args.fast:
-            await pace(t0, sent)
+    await send_pcm(agent.send_audio, samples, args, progress)
     await agent.end_audio()  # the user's turn is over: no need to wait for end-of-turn detection
     sent_all.set()
 

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocket
 
 from services.common import logs
 from services.common.config import CommonConfig
-from services.common.limits import CapacityError, SessionLimiter, refuse_websocket
+from services.common.limits import SessionLimiter, admit
 from services.common.server import SessionRegistry, build_app
 
 from . import config as asr_config
@@ -66,19 +66,23 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
         return True, "ready"
 
     async def stream(ws: WebSocket) -> None:
+        async def serve() -> None:
+            await ws.accept()
+            await StreamSession(ws, config, engines, registry).run()
+
         if registry.closing:
-            await refuse_websocket(ws, "server shutting down")
-            return
-        if not engines.loaded:
-            await refuse_websocket(ws, "models still loading; retry shortly")
-            return
-        try:
-            async with limiter.slot():
-                await ws.accept()
-                await StreamSession(ws, config, engines, registry).run()
-        except CapacityError as exc:
-            logs.event(log, "session refused", reason=str(exc))
-            await refuse_websocket(ws, str(exc))
+            unavailable = "server shutting down"
+        elif not engines.loaded:
+            unavailable = "models still loading; retry shortly"
+        else:
+            unavailable = None
+        await admit(
+            ws,
+            limiter,
+            serve,
+            unavailable,
+            on_capacity=lambda reason: logs.event(log, "session refused", reason=reason),
+        )
 
     app = build_app(
         [

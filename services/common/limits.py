@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.responses import JSONResponse
@@ -49,6 +49,28 @@ class SessionLimiter:
 async def refuse_websocket(ws: WebSocket, reason: str) -> None:
     await ws.accept()
     await ws.close(code=WS_TRY_AGAIN_LATER, reason=reason[:120])
+
+
+async def admit(
+    ws: WebSocket,
+    limiter: SessionLimiter,
+    serve: Callable[[], Awaitable[None]],
+    unavailable: str | None = None,
+    on_capacity: Callable[[str], None] | None = None,
+) -> None:
+    """The one admission path of every WebSocket endpoint: refused with 1013 and a reason when
+    the service cannot take a session now (`unavailable`: loading, shutting down) or is full;
+    otherwise `serve()` runs holding a slot for the session's whole life."""
+    if unavailable:
+        await refuse_websocket(ws, unavailable)
+        return
+    try:
+        async with limiter.slot():
+            await serve()
+    except CapacityError as exc:
+        if on_capacity:
+            on_capacity(str(exc))
+        await refuse_websocket(ws, str(exc))
 
 
 def busy_response(reason: str, retry_after_s: int = 1) -> JSONResponse:

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.common import logs
 from services.common.audio import encode, int16_to_float, resample
-from services.common.limits import CapacityError, refuse_websocket
+from services.common.limits import admit
 from services.common.protocol.agent import FLAG_FINAL, FLAG_NEEDS_FOLLOWUP, Frame, FrameType, pack, unpack
 from services.common.protocol.base import ProtocolError
 
@@ -100,15 +100,12 @@ class WebSocketOutput:
 
 async def agent_stream(ws: WebSocket) -> None:
     runtime: Runtime = ws.app.state.runtime
-    if runtime.registry.closing:
-        await refuse_websocket(ws, "server shutting down")
-        return
-    try:
-        async with runtime.limiter.slot():
-            await ws.accept()
-            await _serve(ws, runtime)
-    except CapacityError as exc:
-        await refuse_websocket(ws, str(exc))
+
+    async def serve() -> None:
+        await ws.accept()
+        await _serve(ws, runtime)
+
+    await admit(ws, runtime.limiter, serve, "server shutting down" if runtime.registry.closing else None)
 
 
 async def _serve(ws: WebSocket, runtime: Runtime) -> None:

@@ -10,7 +10,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from services.common.config import CommonConfig
-from services.common.limits import CapacityError, SessionLimiter, refuse_websocket
+from services.common.limits import SessionLimiter, admit
 from services.common.server import SessionRegistry, build_app
 
 from . import config as tts_config
@@ -31,22 +31,21 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
     limiter = SessionLimiter(cfg.common.max_sessions, on_reject=metrics.SESSIONS_REJECTED.inc)
 
     async def stream(ws: WebSocket) -> None:
+        async def serve() -> None:
+            session = TTSSession(ws, runtime)
+            registry.add(session.session_id, session.close)
+            try:
+                await session.run()
+            finally:
+                registry.remove(session.session_id)
+
         if registry.closing:
-            await refuse_websocket(ws, "server shutting down")
-            return
-        if not runtime.loaded:
-            await refuse_websocket(ws, runtime.load_error or "model still loading")
-            return
-        try:
-            async with limiter.slot():
-                session = TTSSession(ws, runtime)
-                registry.add(session.session_id, session.close)
-                try:
-                    await session.run()
-                finally:
-                    registry.remove(session.session_id)
-        except CapacityError as exc:
-            await refuse_websocket(ws, str(exc))
+            unavailable = "server shutting down"
+        elif not runtime.loaded:
+            unavailable = runtime.load_error or "model still loading"
+        else:
+            unavailable = None
+        await admit(ws, limiter, serve, unavailable)
 
     async def ready() -> tuple[bool, str]:
         if runtime.load_error:

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 from services.common import logs
 from services.common.audio import StreamResampler, int16_to_float, mulaw_decode
 from services.common.auth import WS_POLICY_VIOLATION
-from services.common.limits import CapacityError, refuse_websocket
+from services.common.limits import admit
 from services.common.metrics import counter
 from services.common.protocol.base import ProtocolError
 
@@ -63,17 +63,14 @@ class TwilioMediaEndpoint:
             await ws.accept()
             await ws.close(WS_POLICY_VIOLATION, reason)
             return
-        if runtime.registry.closing:
-            await refuse_websocket(ws, "server shutting down")
-            return
-        try:
-            async with runtime.limiter.slot():
-                await ws.accept()
-                CALLS.inc()
-                await TwilioCall(ws, runtime, self.config).run()
-        except CapacityError as exc:
-            REFUSED.labels("capacity").inc()
-            await refuse_websocket(ws, str(exc))
+
+        async def serve() -> None:
+            await ws.accept()
+            CALLS.inc()
+            await TwilioCall(ws, runtime, self.config).run()
+
+        unavailable = "server shutting down" if runtime.registry.closing else None
+        await admit(ws, runtime.limiter, serve, unavailable, on_capacity=lambda _: REFUSED.labels("capacity").inc())
 
     def _refusal(self, ws: WebSocket, runtime: Runtime) -> tuple[str, str] | None:
         """(metric label, close reason) when the handshake is refused, else None."""
