@@ -5,7 +5,7 @@ import sys
 
 from services.common.config import MODELS_DIR
 
-STEPS = ("smart_turn", "whisper_tiny", "chatterbox_tiny")
+STEPS = ("smart_turn", "whisper_tiny", "chatterbox_tiny", "chatterbox_turbo_tiny", "chatterbox_mtl_tiny")
 
 
 def main(argv: list[str]) -> None:

@@ -19,6 +19,7 @@ here are not watermarked.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import queue
@@ -56,8 +57,6 @@ def resolve_device(setting: str) -> str:
 def load_model(settings: ChatterboxSettings, device: str):
     """The package's own loader for the chosen variant (from_local, or the hub when no dir).
     Its print()s (the watermarker announcing itself) are kept out of the JSON log stream."""
-    import contextlib
-
     with contextlib.redirect_stdout(io.StringIO()):
         return _load(settings, device)
 
@@ -70,8 +69,40 @@ def _load(settings: ChatterboxSettings, device: str):
     else:
         from chatterbox.tts import ChatterboxTTS as cls
     if settings.model_dir:
-        return cls.from_local(settings.model_dir, device)
+        with checkpoint_assets(settings.model_dir):
+            return cls.from_local(settings.model_dir, device)
     return cls.from_pretrained(device)
+
+
+@contextlib.contextmanager
+def checkpoint_assets(model_dir) -> Iterator[None]:
+    """Lets a self-contained local checkpoint serve the files the multilingual loader fetches on
+    its own: building its MTLTokenizer downloads the Cangjie table through
+    `hf_hub_download(cache_dir=<checkpoint dir>)` (5 retries, ~25 s, when offline) and the pkuseg
+    Chinese segmenter from GitHub into $PKUSEG_HOME (a hard error when offline). When the
+    checkpoint directory already holds the table in that hub-cache layout, the hub is put in
+    offline mode while loading, so the cached copy is used without a network round trip; when it
+    holds `pkuseg/`, the segmenter is read from there. A checkpoint without them (a real snapshot)
+    loads exactly as the package does, downloads included. Both settings are restored after."""
+    from pathlib import Path
+
+    root = Path(model_dir)
+    saved: list[tuple[object, str, object]] = []
+    if any(root.glob("models--*/snapshots/*/Cangjie5_TC.json")):
+        from huggingface_hub import constants
+
+        saved.append((constants, "HF_HUB_OFFLINE", constants.HF_HUB_OFFLINE))
+        constants.HF_HUB_OFFLINE = True
+    if (root / "pkuseg").is_dir():
+        from spacy_pkuseg.config import config
+
+        saved.append((config, "pkuseg_home", config.pkuseg_home))
+        config.pkuseg_home = str(root / "pkuseg")
+    try:
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
 
 
 def _quiet_libraries() -> None:
@@ -84,6 +115,12 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     for name in ("chatterbox", "diffusers", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # the meanflow decoder (Turbo's S3Gen) print()s a line and draws a tqdm bar on every decode;
+    # only these two names of that one module are replaced, the computation is untouched
+    from chatterbox.models.s3gen import flow_matching
+
+    flow_matching.print = lambda *args, **kwargs: None
+    flow_matching.tqdm = lambda iterable, **kwargs: iterable
 
 
 class ChatterboxEngine(Engine):
@@ -98,6 +135,16 @@ class ChatterboxEngine(Engine):
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.settings = settings
+        # checked before the (long) load: an unknown language id would be spelled out as text
+        if settings.variant == "multilingual":
+            from chatterbox.mtl_tts import SUPPORTED_LANGUAGES
+
+            if settings.language.lower() not in SUPPORTED_LANGUAGES:
+                raise EngineError(
+                    "bad_language",
+                    f"TTS_LANGUAGE={settings.language} is not one of the multilingual model's languages: "
+                    + ", ".join(sorted(SUPPORTED_LANGUAGES)),
+                )
         self.device = resolve_device(settings.device)
         self.model = model if model is not None else load_model(settings, self.device)
         self.variant = settings.variant
@@ -171,7 +218,7 @@ class ChatterboxEngine(Engine):
         if self.variant == "multilingual":
             from chatterbox.mtl_tts import punc_norm
 
-            tokens = model.tokenizer.text_to_tokens(punc_norm(text), language_id=self.settings.language)
+            tokens = model.tokenizer.text_to_tokens(punc_norm(text), language_id=self.settings.language.lower())
         else:
             from chatterbox.tts import punc_norm
 
