@@ -200,11 +200,7 @@ async def cmd_transcribe(args: argparse.Namespace) -> int:
                 if isinstance(event, Error) and event.fatal:
                     raise CLIError(f"ASR error {event.code}: {event.message}")
         finally:
-            if not sender.done():
-                sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StreamClosed):
-                await sender
-            progress.close()
+            await stop_sender(sender, progress)
     if not args.quiet:
         print(f"{finals} final(s) from {duration:.2f} s of audio", file=sys.stderr)
     return 0
@@ -213,6 +209,15 @@ async def cmd_transcribe(args: argparse.Namespace) -> int:
 async def send_file_to_asr(stream: ASRStream, samples: np.ndarray, args: argparse.Namespace, progress: Progress):
     await send_pcm(stream.send_audio, samples, args, progress)
     await stream.end()  # the server flushes, sends the last final, and closes
+
+
+async def stop_sender(sender: asyncio.Task, progress: Progress) -> None:
+    """The file sender ends with the command, whichever way the command ends."""
+    if not sender.done():
+        sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError, StreamClosed):
+        await sender
+    progress.close()
 
 
 async def send_pcm(send, samples: np.ndarray, args: argparse.Namespace, progress: Progress) -> None:
@@ -413,11 +418,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
         except asyncio.TimeoutError:
             raise CLIError(f"no complete answer within {args.timeout:.0f} s") from None
         finally:
-            if not sender.done():
-                sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StreamClosed):
-                await sender
-            progress.close()
+            await stop_sender(sender, progress)
     if not collector.dones:
         raise CLIError("the agent did not answer (no speech recognised?)")
     if not collector.audio:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..audio import ENCODINGS, AudioFormatError, validate_sample_rate
-from .base import Error, Message, ProtocolError, check_fields
+from .base import Error, Message, ProtocolError, check_fields, event_class
 
 TURN_MODES = ("smart_turn", "vad", "none")
 EOT_REASONS = ("smart_turn", "silence_timeout", "flush", "end", "vad", "max_duration")
@@ -160,9 +160,7 @@ SERVER_EVENTS: dict[str, type[Message]] = {
 
 def parse_server_event(data: dict[str, Any]) -> Message:
     """For clients: a server JSON event → its typed message."""
-    cls = SERVER_EVENTS.get(data.get("type", ""))
-    if cls is None:
-        raise ProtocolError("unknown_type", f"unknown ASR event {data.get('type')!r}")
+    cls = event_class(SERVER_EVENTS, data, "ASR")
     if cls is Final:
         words = [Word(**w) for w in data.get("words", [])]
         eot = EndOfTurn(**data["end_of_turn"])

@@ -59,3 +59,11 @@ def check_fields(data: dict[str, Any], allowed: set[str], what: str) -> None:
     unknown = sorted(set(data) - allowed - {"type"})
     if unknown:
         raise ProtocolError("unknown_field", f"{what}: unknown field(s) {', '.join(unknown)}")
+
+
+def event_class(events: dict[str, type[Message]], data: dict[str, Any], service: str) -> type[Message]:
+    """For clients: the message class of a server event, or ProtocolError for an unknown type."""
+    cls = events.get(data.get("type", ""))
+    if cls is None:
+        raise ProtocolError("unknown_type", f"unknown {service} event {data.get('type')!r}")
+    return cls

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import Error, Message, ProtocolError
+from .base import Error, Message, event_class
 
 OUTPUT_ENCODINGS = ("pcm_f32le", "pcm_s16le", "mulaw")
 DEFAULT_SAMPLE_RATE = 24000
@@ -97,7 +97,4 @@ SERVER_EVENTS: dict[str, type[Message]] = {
 
 
 def parse_server_event(data: dict[str, Any]) -> Message:
-    cls = SERVER_EVENTS.get(data.get("type", ""))
-    if cls is None:
-        raise ProtocolError("unknown_type", f"unknown TTS event {data.get('type')!r}")
-    return cls.from_dict(data)
+    return event_class(SERVER_EVENTS, data, "TTS").from_dict(data)
