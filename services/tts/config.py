@@ -11,7 +11,12 @@ from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReade
 
 ENGINES = ("chatterbox", "espeak")
 VARIANTS = ("original", "turbo", "multilingual")
-TINY_MODEL_DIR = MODELS_DIR / "chatterbox-tiny-random"
+# what `make models` generates for each variant (random weights, real formats)
+TINY_MODEL_DIRS = {
+    "original": MODELS_DIR / "chatterbox-tiny-random",
+    "turbo": MODELS_DIR / "chatterbox-turbo-tiny-random",
+    "multilingual": MODELS_DIR / "chatterbox-mtl-tiny-random",
+}
 
 
 @dataclass(frozen=True)
@@ -52,18 +57,19 @@ class TTSConfig:
 
     @classmethod
     def from_env(cls, env: EnvReader) -> TTSConfig:
+        variant = env.str("TTS_MODEL_VARIANT", "original", "Chatterbox variant", choices=VARIANTS)
         model_dir = env.str(
             "TTS_MODEL_DIR",
             "auto",
-            "Chatterbox checkpoint directory (from_local); `hub` = ResembleAI/chatterbox via from_pretrained; "
-            "`auto` = models/chatterbox-tiny-random when it exists, else the hub",
+            "Chatterbox checkpoint directory (from_local); `hub` = the variant's hub checkpoint via from_pretrained; "
+            "`auto` = the variant's generated checkpoint in models/ when it exists, else the hub",
         )
-        model_dir = resolve_model_dir(model_dir)
+        model_dir = resolve_model_dir(model_dir, variant)
         if model_dir and not Path(model_dir).is_dir():
             env.fail("TTS_MODEL_DIR", f"{model_dir} is not a directory")
         chatterbox = ChatterboxSettings(
             model_dir=model_dir or "",
-            variant=env.str("TTS_MODEL_VARIANT", "original", "Chatterbox variant", choices=VARIANTS),
+            variant=variant,
             device=env.str("TTS_DEVICE", "auto", "torch device: auto (cuda when available), cpu, cuda, cuda:N"),
             first_chunk_tokens=env.int(
                 "TTS_FIRST_CHUNK_TOKENS", 15, "speech tokens (25/s) in the first streamed chunk", min=4, max=200
@@ -108,10 +114,11 @@ def _repo_path(value: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def resolve_model_dir(value: str) -> str:
-    """`auto` → the generated tiny checkpoint when present, else "" (= the hub); `hub` → ""."""
+def resolve_model_dir(value: str, variant: str = "original") -> str:
+    """`auto` → the variant's generated checkpoint when present, else "" (= the hub); `hub` → ""."""
     if value == "auto":
-        return str(TINY_MODEL_DIR) if TINY_MODEL_DIR.exists() else ""
+        tiny = TINY_MODEL_DIRS.get(variant, TINY_MODEL_DIRS["original"])
+        return str(tiny) if tiny.exists() else ""
     if value in ("hub", ""):
         return ""
     return str(_repo_path(value)) if not Path(value).expanduser().exists() else str(Path(value).expanduser())

@@ -103,6 +103,26 @@ def test_cancel_stops_within_one_chunk(variant):
     assert cancel.cancelled
 
 
+def test_turbo_ignores_cfg_weight_and_exaggeration(variant):
+    name, _, _ = variant
+    if name != "turbo":
+        pytest.skip("only Turbo has no CFG and no emotion input")
+    engine = engine_for(variant, max_new_tokens=6)
+    conds = engine.builtin_conditionals("default")
+
+    def run(**params):
+        tokens: list[int] = []
+        chunks = engine.stream_with_tokens(
+            "Same either way.", conds, SynthesisParams(seed=9, **params), CancelToken(), tokens
+        )
+        return tokens, np.concatenate(list(chunks))
+
+    tokens_a, audio_a = run(cfg_weight=0.5, exaggeration=0.5)
+    tokens_b, audio_b = run(cfg_weight=0.0, exaggeration=2.0)
+    assert tokens_a and tokens_a == tokens_b
+    np.testing.assert_array_equal(audio_a, audio_b)
+
+
 def test_multilingual_frames_text_with_the_language_token(variant):
     name, _, model = variant
     if name != "multilingual":

@@ -27,3 +27,13 @@ def test_bad_values_name_the_variable(env, variable):
     with pytest.raises(ConfigError) as err:
         config.load(env)
     assert any(problem.startswith(variable) for problem in err.value.problems)
+
+
+def test_auto_model_dir_follows_the_variant():
+    """TTS_MODEL_DIR=auto picks the generated checkpoint of the chosen variant, not the original's."""
+    from services.tts.config import TINY_MODEL_DIRS, load
+
+    for variant, directory in TINY_MODEL_DIRS.items():
+        config = load({"TTS_MODEL_VARIANT": variant})
+        assert config.chatterbox.model_dir == (str(directory) if directory.exists() else "")
+    assert len(set(TINY_MODEL_DIRS.values())) == 3

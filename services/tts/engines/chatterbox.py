@@ -273,6 +273,7 @@ class ChatterboxEngine(Engine):
             top_p=0.95 if self.turbo and settings.top_p >= 1.0 else settings.top_p,
             top_k=1000 if self.turbo else 0,
             max_new_tokens=settings.max_new_tokens,
+            penalty_last=self.turbo,
         )
         generator = torch.Generator(device=self.device).manual_seed(int(params.seed))
         chunk = params.chunk_tokens or settings.chunk_tokens

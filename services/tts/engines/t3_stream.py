@@ -4,7 +4,8 @@ This is `T3.inference` (and `T3.inference_turbo`) of chatterbox-tts 0.1.7 rewrit
 generator over the model's own modules (cond encoder, embeddings, Llama/GPT-2 backbone with a KV
 cache, speech head), with the same sampling: classifier-free guidance (cond + w·(cond − uncond),
 the unconditional row has its text embedding zeroed), repetition penalty, temperature, min-p and
-top-p (top-k for Turbo). Differences, on purpose:
+top-p (for Turbo: top-k and top-p, and its order — temperature, top-k, top-p, then the repetition
+penalty). Differences, on purpose:
 - nothing is stored on the shared T3 (the package's `inference` sets `t3.patched_model` and, for
   the multilingual model, hooks an alignment analyser into the shared backbone's attention — not
   safe with concurrent requests, so that hallucination guard is not used here);
@@ -39,10 +40,13 @@ class SamplingSettings:
         top_p: float,
         top_k: int = 0,
         max_new_tokens: int = 1000,
+        penalty_last: bool = False,
     ) -> None:
         self.temperature = temperature
         self.cfg_weight = cfg_weight
         self.max_new_tokens = max_new_tokens
+        # T3.inference applies the repetition penalty first; T3.inference_turbo after the warpers
+        self.penalty_last = penalty_last
         self.processors = []
         if repetition_penalty != 1.0:
             self.processors.append(RepetitionPenaltyLogitsProcessor(penalty=float(repetition_penalty)))
@@ -95,12 +99,16 @@ def speech_tokens(
         logits = t3.speech_head(hidden).float()
         if use_cfg:
             logits = logits[0:1] + cfg * (logits[0:1] - logits[1:2])
-        for proc in sampling.processors:
-            logits = proc(history, logits)
+        if not sampling.penalty_last:
+            for proc in sampling.processors:
+                logits = proc(history, logits)
         if sampling.temperature != 1.0:
             logits = logits / max(sampling.temperature, 1e-4)
         for warp in sampling.warpers:
             logits = warp(history, logits)
+        if sampling.penalty_last:
+            for proc in sampling.processors:
+                logits = proc(history, logits)
         probs = torch.softmax(logits, dim=-1)
         token = torch.multinomial(probs, num_samples=1, generator=generator)  # (1, 1)
         token_id = int(token.item())
