@@ -20,6 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .chatterbox_common import ensure_dir
+
 DIRNAME = "chatterbox-tiny-random"
 SEED = 4321
 FILES = ("ve.safetensors", "t3_cfg.safetensors", "s3gen.safetensors", "tokenizer.json", "conds.pt")
@@ -99,16 +101,7 @@ def build(out_dir: Path) -> None:
 
 def ensure(models_dir: Path) -> Path:
     """Idempotent: builds models/chatterbox-tiny-random/ once; a half-written one is rebuilt."""
-    target = Path(models_dir) / DIRNAME
-    if all((target / name).exists() for name in FILES):
-        return target
-    staging = Path(models_dir) / (DIRNAME + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    build(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+    return ensure_dir(models_dir, DIRNAME, FILES, build)
 
 
 if __name__ == "__main__":
