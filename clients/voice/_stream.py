@@ -33,9 +33,12 @@ class ServerError(RuntimeError):
         self.event = event
 
 
-class JsonEventStream:
+class WsConnection:
+    """One WebSocket to one of our services: URL, key, retries, closing, and a closed socket
+    turned into StreamClosed with its code and reason. The JSON streams and the binary agent
+    stream differ only in what they put on it."""
+
     path: ClassVar[str] = ""
-    ready_timeout_s: ClassVar[float] = 15.0
 
     def __init__(
         self,
@@ -49,22 +52,9 @@ class JsonEventStream:
         self.backoff = backoff
         self.open_timeout = open_timeout
         self.ws: ClientConnection | None = None
-        self.ready: Message | None = None
 
-    # ------------------------------------------------------------- lifecycle
-    async def connect(self) -> Message:
-        """Opens the socket (retrying per `backoff`), sends the config, waits for `ready`."""
+    async def _open(self) -> None:
         self.ws = await open_ws(self.url, self.api_key, self.backoff, self.open_timeout)
-        try:
-            self.ready = await asyncio.wait_for(self._handshake(), self.ready_timeout_s)
-        except BaseException:
-            await self.close()
-            raise
-        return self.ready
-
-    async def reconnect(self) -> Message:
-        await self.close()
-        return await self.connect()
 
     async def close(self) -> None:
         ws, self.ws = self.ws, None
@@ -74,16 +64,15 @@ class JsonEventStream:
     def connected(self) -> bool:
         return self.ws is not None and self.ws.close_code is None
 
+    async def connect(self):
+        raise NotImplementedError
+
     async def __aenter__(self):
         await self.connect()
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
-
-    # ------------------------------------------------------------- wire
-    async def send_json(self, message: dict[str, Any]) -> None:
-        await self._send(dumps(message))
 
     async def _send(self, data: str | bytes) -> None:
         if self.ws is None:
@@ -101,6 +90,45 @@ class JsonEventStream:
         except ConnectionClosed as exc:
             raise self._closed(exc) from None
 
+    def _closed(self, exc: ConnectionClosed) -> StreamClosed:
+        rcvd = exc.rcvd
+        code = rcvd.code if rcvd else None
+        reason = rcvd.reason if rcvd else ""
+        return StreamClosed(f"{self.url}: closed ({code} {reason})".strip(), code, reason)
+
+
+class JsonEventStream(WsConnection):
+    ready_timeout_s: ClassVar[float] = 15.0
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        backoff: Backoff | None = None,
+        open_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(url, api_key, backoff, open_timeout)
+        self.ready: Message | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    async def connect(self) -> Message:
+        """Opens the socket (retrying per `backoff`), sends the config, waits for `ready`."""
+        await self._open()
+        try:
+            self.ready = await asyncio.wait_for(self._handshake(), self.ready_timeout_s)
+        except BaseException:
+            await self.close()
+            raise
+        return self.ready
+
+    async def reconnect(self) -> Message:
+        await self.close()
+        return await self.connect()
+
+    # ------------------------------------------------------------- wire
+    async def send_json(self, message: dict[str, Any]) -> None:
+        await self._send(dumps(message))
+
     async def recv_json(self) -> dict[str, Any]:
         """Next JSON event; a stray binary frame here is a protocol violation by the server."""
         raw = await self.recv_raw()
@@ -110,12 +138,6 @@ class JsonEventStream:
         if not isinstance(data, dict):
             raise ProtocolError("bad_json", f"{self.url}: event is not a JSON object")
         return data
-
-    def _closed(self, exc: ConnectionClosed) -> StreamClosed:
-        rcvd = exc.rcvd
-        code = rcvd.code if rcvd else None
-        reason = rcvd.reason if rcvd else ""
-        return StreamClosed(f"{self.url}: closed ({code} {reason})".strip(), code, reason)
 
     async def _handshake(self) -> Message:
         raise NotImplementedError

@@ -10,46 +10,31 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
 
 from services.common.audio import encode, float_to_int16
 from services.common.protocol.agent import Frame, FrameType, pack, unpack
 from services.common.protocol.base import Error
 
-from ._stream import ServerError, StreamClosed
-from ._ws import close_ws, open_ws, stream_url
+from ._stream import ServerError, StreamClosed, WsConnection
 from .backoff import Backoff
 
 INPUT_SAMPLE_RATE = 16000
 
 
-class AgentStream:
+class AgentStream(WsConnection):
+    """The binary agent stream; `start()` is its handshake (audio_start → ready)."""
+
     path = "/v1/agent/stream"
 
     def __init__(
         self, url: str, api_key: str | None = None, backoff: Backoff | None = None, open_timeout: float = 5.0
     ) -> None:
-        self.url = stream_url(url, self.path)
-        self.api_key = api_key
-        self.backoff = backoff
-        self.open_timeout = open_timeout
-        self.ws: ClientConnection | None = None
+        super().__init__(url, api_key, backoff, open_timeout)
         self.ready: dict[str, Any] | None = None
 
     async def connect(self) -> AgentStream:
-        self.ws = await open_ws(self.url, self.api_key, self.backoff, self.open_timeout)
+        await self._open()
         return self
-
-    async def close(self) -> None:
-        ws, self.ws = self.ws, None
-        await close_ws(ws)
-
-    async def __aenter__(self) -> AgentStream:
-        return await self.connect()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
 
     # ------------------------------------------------------------- client → server
     async def send_frame(
@@ -58,12 +43,7 @@ class AgentStream:
         await self.send_raw(pack(frame_type, payload, flags))
 
     async def send_raw(self, data: bytes) -> None:
-        if self.ws is None:
-            raise StreamClosed(f"{self.url}: not connected")
-        try:
-            await self.ws.send(data)
-        except ConnectionClosed as exc:
-            raise StreamClosed(f"{self.url}: closed", exc.rcvd.code if exc.rcvd else None) from None
+        await self._send(data)
 
     async def start(self, config: dict[str, Any] | None = None, timeout: float = 30.0) -> dict[str, Any]:
         """Sends audio_start with the session config and waits for `ready` (0x08). Frames that come
@@ -104,15 +84,7 @@ class AgentStream:
 
     # ------------------------------------------------------------- server → client
     async def recv(self) -> Frame:
-        if self.ws is None:
-            raise StreamClosed(f"{self.url}: not connected")
-        try:
-            data = await self.ws.recv()
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            raise StreamClosed(
-                f"{self.url}: closed", rcvd.code if rcvd else None, rcvd.reason if rcvd else ""
-            ) from None
+        data = await self.recv_raw()
         if isinstance(data, str):
             data = data.encode("utf-8")
         return unpack(data)
