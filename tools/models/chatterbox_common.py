@@ -41,16 +41,29 @@ def save_torch(module, path: Path) -> None:
     torch.save(half_state(module), str(path))
 
 
+def reference_clip(path: Path, seconds: float = 6.0, rate: int = 24000) -> None:
+    """A voiced-sounding synthetic clip (harmonics with a slow pitch glide and syllable envelope)."""
+    import numpy as np
+
+    from services.common.audio import wav_bytes
+
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120.0 + 20.0 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+    audio = (0.2 * wave * envelope / np.max(np.abs(wave))).astype(np.float32)
+    path.write_bytes(wav_bytes(audio, rate))
+
+
 def builtin_conditionals(model, out_dir: Path) -> None:
     """conds.pt computed the package's way (`prepare_conditionals` of the variant's own class) from
-    the synthetic reference clip of chatterbox_tiny, so no download or espeak run is needed."""
+    a synthetic reference clip, so no download or espeak run is needed."""
     import torch
-
-    from tools.models.chatterbox_tiny import _reference_clip
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "ref.wav"
-        _reference_clip(clip)
+        reference_clip(clip)
         with torch.inference_mode():
             model.prepare_conditionals(str(clip), exaggeration=0.5)
     model.conds.save(out_dir / "conds.pt")

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .chatterbox_common import ensure_dir
+from .chatterbox_common import builtin_conditionals, ensure_dir
 
 DIRNAME = "chatterbox-tiny-random"
 SEED = 4321
@@ -52,21 +52,6 @@ def write_tokenizer(path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def _reference_clip(path: Path, seconds: float = 6.0, rate: int = 24000) -> None:
-    """A voiced-sounding synthetic clip (harmonics with a slow pitch glide and syllable envelope)."""
-    import numpy as np
-
-    from services.common.audio import wav_bytes
-
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 120.0 + 20.0 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
-    audio = (0.2 * wave * envelope / np.max(np.abs(wave))).astype(np.float32)
-    path.write_bytes(wav_bytes(audio, rate))
-
-
 def build(out_dir: Path) -> None:
     import torch
     from chatterbox.models.s3gen import S3Gen
@@ -88,12 +73,7 @@ def build(out_dir: Path) -> None:
     write_tokenizer(out_dir / "tokenizer.json")
 
     tts = ChatterboxTTS(t3, s3gen, ve, EnTokenizer(str(out_dir / "tokenizer.json")), "cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "ref.wav"
-        _reference_clip(clip)
-        with torch.inference_mode():
-            tts.prepare_conditionals(str(clip), exaggeration=0.5)
-    tts.conds.save(out_dir / "conds.pt")
+    builtin_conditionals(tts, out_dir)
     (out_dir / "README.json").write_text(
         json.dumps({"what": "random weights, real chatterbox-tts 0.1.7 architecture", "seed": SEED}, indent=1)
     )
