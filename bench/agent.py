@@ -31,12 +31,14 @@ from services.common.protocol.agent import FrameType
 from tests.helpers.fake_claude import FakeClaude
 from tests.helpers.procs import ServiceProcess
 from tests.helpers.speech import concat, silence, speak
+from tests.helpers.stack import agent_stack
 
 TTFT_S = 0.2
 TURNS = 8
 FRAME_MS = 20
 LEAD_S = 0.3
 STOP_SECS = 0.2  # the ASR default turn_detection.stop_secs
+ASR_THREADS = 2  # the ASR default on a 2-core machine (min(4, cores)); stated so runs compare
 REPLY = "Sure. The weather today is sunny with a light breeze. Anything else?"
 STAGE_PAIRS = [
     ("asr_final", "llm_first_token"),
@@ -202,38 +204,24 @@ def run(report: Report) -> None:
         f"vad, stop_secs {STOP_SECS}": {"mode": "vad", "stop_secs": STOP_SECS},
     }
     measured: dict[str, dict] = {}
-    with FakeClaude(reply=REPLY, ttft_s=TTFT_S, token_delay_s=0.02) as claude:
-        asr = ServiceProcess("asr", {"ASR_TEMPERATURES": "0.0", "LOG_LEVEL": "INFO"}, label="bench-agent-asr")
-        tts = ServiceProcess("tts", {"TTS_ENGINE": "espeak", "LOG_LEVEL": "INFO"}, label="bench-agent-tts")
-        orch = None
-        try:
-            asr.start(wait="")
-            tts.start(wait="")
-            asr.wait_for("/ready", 180)
-            tts.wait_for("/ready", 180)
-            env = {
-                "ASR_URL": asr.ws_url,
-                "TTS_URL": tts.ws_url,
-                "ANTHROPIC_API_KEY": "bench",
-                "ANTHROPIC_BASE_URL": claude.url,
-                "LLM_MAX_RETRIES": "0",
-                "LOG_LEVEL": "INFO",
-            }
-            orch = ServiceProcess("orchestrator", env, label="bench-agent-orchestrator").start()
-            asyncio.run(_turns(orch.ws_url, speech, 1, {"mode": "vad"}))  # warm-up: connections, caches
-            for name, td in configs.items():
-                measured[name] = _measure(orch, asr, tts, speech, td)
-        finally:
-            for proc in (orch, tts, asr):
-                if proc is not None:
-                    proc.stop()
+    claude = FakeClaude(reply=REPLY, ttft_s=TTFT_S, token_delay_s=0.02)
+    with agent_stack(
+        "bench-agent",
+        claude,
+        orchestrator_env={"LLM_MAX_RETRIES": "0"},
+        asr_env={"ASR_CPU_THREADS": str(ASR_THREADS)},
+    ) as stack:
+        asyncio.run(_turns(stack.orchestrator.ws_url, speech, 1, {"mode": "vad"}))  # warm-up: connections, caches
+        for name, td in configs.items():
+            measured[name] = _measure(stack.orchestrator, stack.asr, stack.tts, speech, td)
 
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     report.section(
         "Agent: end of user speech → first agent audio",
         f"{TURNS} turns per configuration in one session each. A client plays a microphone: espeak speech then "
         f"silence, in {FRAME_MS} ms frames at real-time pace, nonstop. ASR: generated Whisper with "
-        "ASR_TEMPERATURES=0.0 (one decode, no fallback), real Smart Turn v3.2 + Silero VAD. TTS: espeak engine. "
+        f"ASR_TEMPERATURES=0.0 (one decode, no fallback), ASR_CPU_THREADS={ASR_THREADS}, real Smart Turn v3.2 + "
+        "Silero VAD. TTS: espeak engine. "
         f"LLM: fake Claude with a fixed {TTFT_S * 1000:.0f} ms time to first token, through the real anthropic "
         "SDK. Milliseconds, medians and p95 over turns; model times are means from the services' /metrics. "
         "Our overhead is the orchestrator's part after the ASR final: the SDK and HTTP around the fixed TTFT, the "
