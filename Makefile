@@ -1,26 +1,35 @@
 # The two commands a user needs: `make run` and `make test`. Both install what is missing first.
 PY := .venv/bin/python
+TEST_EXTRAS := asr,tts,chatterbox,orchestrator,dev
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install models run test lint bench clean docs-config
+.PHONY: install install-test models models-test run test lint bench soak clean docs-config
 
 install:
 	@scripts/install.sh
 
+install-test:
+	@EXTRAS=$(TEST_EXTRAS) scripts/install.sh
+
+# what `make run` loads: real Smart Turn, Whisper tiny.en and the Piper voice (no torch needed)
 models: install
 	@$(PY) -m tools.models
+
+# plus the generated random models the suite uses
+models-test: install-test
+	@$(PY) -m tools.models --test
 
 run: models
 	@scripts/run.sh
 
-test: models
+test: models-test
 	@$(PY) -m ruff check .
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install-test
 	@$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
-bench: models
+bench: models-test
 	@$(PY) -m bench
 
 docs-config: install

@@ -3,7 +3,12 @@
 # Each step leaves a stamp keyed on its inputs, so a second `make test` skips straight to the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${EXTRAS:-asr,tts,orchestrator,dev}"
+# Which extras: `make test` asks for all of them; `make run` for the light CPU set, plus the
+# Chatterbox engine (torch) only where an NVIDIA GPU is present.
+if [ -z "${EXTRAS:-}" ]; then
+  EXTRAS="asr,tts,orchestrator"
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && EXTRAS="$EXTRAS,chatterbox"
+fi
 mkdir -p .stamps
 
 APT_PACKAGES="redis-server nginx espeak-ng chromium chromium-driver sox libsox-fmt-all ssl-cert openssl"
@@ -24,9 +29,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip wheel
 fi
-key="$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
-if [ "$(cat .stamps/pip 2>/dev/null)" != "$key" ]; then
-  echo "[install] Python packages (.[${EXTRAS}])"
-  .venv/bin/pip install -q -e ".[${EXTRAS}]"
-  echo "$key" > .stamps/pip
+# The stamp holds the pyproject hash and the extras installed: a subset of them installs nothing.
+hash="$(sha256sum pyproject.toml | cut -c1-16)"
+read -r have_hash have_extras < .stamps/pip 2>/dev/null || true
+missing=""
+if [ "${have_hash:-}" = "$hash" ]; then
+  for e in ${EXTRAS//,/ }; do
+    case ",${have_extras:-}," in *",$e,"*) ;; *) missing="$missing $e" ;; esac
+  done
+  all="$have_extras"
+else
+  missing="$EXTRAS"; all=""
+fi
+if [ -n "$missing" ]; then
+  all="$(echo "${all:+$all,}$EXTRAS" | tr ',' '\n' | sort -u | paste -sd, -)"
+  echo "[install] Python packages (.[${all}])"
+  .venv/bin/pip install -q -e ".[${all}]"
+  echo "$hash $all" > .stamps/pip
 fi

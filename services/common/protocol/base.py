@@ -4,14 +4,12 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from services.common.validate import InputError
+from services.common.validate import parse_json_object as _parse_json_object
 
-class ProtocolError(ValueError):
+
+class ProtocolError(InputError):
     """A client message the server cannot take; becomes an `error` event, the session goes on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -42,17 +40,12 @@ class Error(Message):
     request_id: str | None = None
 
 
-def parse_json_object(text: str) -> dict[str, Any]:
-    """A text frame → dict with a string `type`, or ProtocolError."""
+def parse_json_object(text: str | bytes) -> dict[str, Any]:
+    """A text frame → dict with a string `type`, through the one guarded parser; ProtocolError else."""
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ProtocolError("bad_json", "text frames must be JSON objects") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_json", "text frames must be JSON objects")
-    if not isinstance(data.get("type"), str):
-        raise ProtocolError("missing_type", "every message needs a string 'type' field")
-    return data
+        return _parse_json_object(text)
+    except InputError as exc:
+        raise ProtocolError(exc.code, exc.message) from None
 
 
 def check_fields(data: dict[str, Any], allowed: set[str], what: str) -> None:
