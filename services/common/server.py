@@ -21,6 +21,7 @@ from . import logs
 from .auth import APIKeyMiddleware
 from .config import CommonConfig
 from .metrics import metrics_endpoint
+from .ws_endpoint import TolerantWebSocketProtocol
 
 log = logging.getLogger("voice.server")
 
@@ -114,6 +115,7 @@ def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> N
         access_log=False,
         # the transport cap sits above the app cap so an oversize frame gets an error event, not a 1009
         ws_max_size=config.max_frame_bytes * 4,
+        ws=TolerantWebSocketProtocol,  # invalid UTF-8 text → an error event, not a traceback + 1007
         timeout_graceful_shutdown=10,
         ws_ping_interval=20,
         ws_ping_timeout=20,
