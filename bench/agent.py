@@ -1,6 +1,6 @@
 """Agent benchmark: end of user speech → first agent audio, split by waterfall stage.
 
-The real chain on this machine: ASR (generated Whisper, ASR_TEMPERATURES=0.0, real Smart Turn and
+The real chain on this machine: ASR (Whisper tiny.en, ASR_TEMPERATURES=0.0, real Smart Turn and
 Silero), TTS (espeak engine), the orchestrator, and a fake Claude with a fixed time to first token,
 spoken to by the real anthropic SDK. A client streams espeak speech at real-time pace (20 ms
 frames, like a microphone) and times, on its own clock, the end of the speech it sent and the
@@ -219,7 +219,7 @@ def run(report: Report) -> None:
     report.section(
         "Agent: end of user speech → first agent audio",
         f"{TURNS} turns per configuration in one session each. A client plays a microphone: espeak speech then "
-        f"silence, in {FRAME_MS} ms frames at real-time pace, nonstop. ASR: generated Whisper with "
+        f"silence, in {FRAME_MS} ms frames at real-time pace, nonstop. ASR: Whisper tiny.en with "
         f"ASR_TEMPERATURES=0.0 (one decode, no fallback), ASR_CPU_THREADS={ASR_THREADS}, real Smart Turn v3.2 + "
         "Silero VAD. TTS: espeak engine. "
         f"LLM: fake Claude with a fixed {TTFT_S * 1000:.0f} ms time to first token, through the real anthropic "

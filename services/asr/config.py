@@ -10,8 +10,9 @@ from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReade
 from services.common.protocol.asr import TURN_MODES, StreamConfig, TurnDetection
 
 DEFAULT_PORT = 8001
-LOCAL_TEST_MODEL = MODELS_DIR / "whisper-tiny-random"
-HUB_DEFAULT_MODEL = "small"
+LOCAL_MODEL = MODELS_DIR / "whisper-tiny.en"  # real weights, fetched by `make models` (MIT)
+RANDOM_TEST_MODEL = MODELS_DIR / "whisper-tiny-random"  # only for tests that need a misbehaving model
+HUB_DEFAULT_MODEL = "tiny.en"  # the same weights from the hub (Systran/faster-whisper-tiny.en)
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
 
@@ -34,8 +35,9 @@ def resolved(value: str) -> str:
 
 
 def default_model() -> str:
-    """SPEC: services look in models/ by default; without a generated model, a real hub model."""
-    return shown(LOCAL_TEST_MODEL) if LOCAL_TEST_MODEL.is_dir() else HUB_DEFAULT_MODEL
+    """SPEC: Whisper tiny.en is the default, from models/ when `make models` put it there (offline),
+    else by name, which faster-whisper fetches from the hub on first use."""
+    return shown(LOCAL_MODEL) if LOCAL_MODEL.is_dir() else HUB_DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ASRConfig:
     temperatures: tuple[float, ...]
     tokens_per_second: float
     max_upload_bytes: int
+    max_audio_s: float
     smart_turn_model: str
     turn_threads: int
     vad_threshold: float
@@ -66,7 +69,8 @@ class ASRConfig:
         temperatures = env.floats(
             "ASR_TEMPERATURES",
             (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-            "Whisper temperature fallback schedule (comma list); tests and the benchmark use 0.0",
+            "Whisper temperature fallback schedule (comma list; faster-whisper's own default); tests and the "
+            "benchmark use 0.0",
         )
         if not temperatures or any(not 0.0 <= t <= 1.0 for t in temperatures):
             env.fail("ASR_TEMPERATURES", "needs one or more temperatures from 0 to 1")
@@ -117,6 +121,9 @@ class ASRConfig:
                 "ASR_TOKENS_PER_SECOND", 8.0, "decode cap: new tokens allowed per second of audio (+16)", min=1.0
             ),
             max_upload_bytes=env.int("ASR_MAX_UPLOAD_BYTES", 25 * 1024 * 1024, "largest REST upload", min=1024),
+            max_audio_s=env.float(
+                "ASR_MAX_AUDIO_SECS", 1800.0, "longest REST upload in decoded seconds (413 past it)", min=1.0
+            ),
             smart_turn_model=smart_turn,
             turn_threads=env.int("ASR_TURN_THREADS", 2, "onnxruntime threads for Smart Turn", min=1),
             vad_threshold=env.float("ASR_VAD_THRESHOLD", 0.5, "Silero speech probability", min=0.05, max=0.95),

@@ -6,8 +6,8 @@ import pytest
 from tests.helpers.procs import ServiceProcess
 from tests.helpers.speech import concat, silence, speak
 
-# greedy, one temperature: the random test model fails every quality check, and the default
-# fallback schedule would decode each turn six times
+# the default model (Whisper tiny.en, real weights), greedy with one temperature as in the benchmark:
+# one decode per turn, the same words every run
 FAST_ENV = {"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2", "LOG_LEVEL": "INFO"}
 
 COMPLETE = "How are you doing today?"

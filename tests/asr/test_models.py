@@ -100,13 +100,26 @@ def test_smart_turn_probability(smart_turn):
 
 @pytest.fixture(scope="module")
 def transcriber(models_dir):
+    """The default model (Whisper tiny.en, real weights)."""
     engine = Transcriber(asr_config.load({"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2"}))
+    engine.load()
+    assert engine.config.model == str(asr_config.LOCAL_MODEL)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def random_transcriber(models_dir):
+    """The random-weight Whisper, asked for by name: a model that misbehaves (times past the audio),
+    which real weights do too rarely to test the guards."""
+    env = {"ASR_MODEL": str(asr_config.RANDOM_TEST_MODEL), "ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2"}
+    engine = Transcriber(asr_config.load(env))
     engine.load()
     return engine
 
 
-def test_transcriber_clamps_every_time_into_the_audio(transcriber):
+def test_transcriber_clamps_every_time_into_the_audio(random_transcriber):
     """The random model emits times past the audio; what we report never is."""
+    transcriber = random_transcriber
     for seconds in (0.5, 1.7, 3.0):
         audio = concat(said(COMPLETE), silence(1.0))[: int(seconds * 16000)]
         result = transcriber.run(Request(audio, "final", language="en", word_timestamps=True))

@@ -1,4 +1,4 @@
-"""The streaming WebSocket with real espeak speech, real VAD/Smart Turn weights and the generated Whisper."""
+"""The streaming WebSocket with real espeak speech, real VAD/Smart Turn weights and Whisper tiny.en."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole voice agent on loopback, as users run it: ASR (generated Whisper, real Smart Turn and
+"""The whole voice agent on loopback, as users run it: ASR (Whisper tiny.en, real Smart Turn and
 Silero), TTS (espeak engine), and the orchestrator pointed at a FakeClaude. For tests that drive the
 stack from outside (the browser page, the CLI) and need all three services at once."""
 
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from tests.helpers.fake_claude import FakeClaude
 from tests.helpers.procs import ServiceProcess
 
-# greedy, one temperature: the random test model fails every quality check, and the default
-# fallback schedule would decode each turn six times
+# the default model (Whisper tiny.en), greedy with one temperature: one decode per turn
 ASR_ENV = {"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "1", "LOG_LEVEL": "INFO"}
 TTS_ENV = {"TTS_ENGINE": "espeak", "LOG_LEVEL": "INFO"}
 

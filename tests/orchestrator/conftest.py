@@ -1,4 +1,4 @@
-"""The whole chain on loopback: real ASR (generated Whisper, real Smart Turn + Silero), real TTS
+"""The whole chain on loopback: real ASR (Whisper tiny.en, real Smart Turn + Silero), real TTS
 (espeak engine), the orchestrator, and a fake Claude that speaks the Messages SSE protocol to the
 real anthropic SDK. Started once per test session; tests that break a service restore it."""
 

@@ -1,4 +1,4 @@
-"""One voice stack for the Twilio tests: ASR (generated Whisper, real Smart Turn + Silero), TTS
+"""One voice stack for the Twilio tests: ASR (Whisper tiny.en, real Smart Turn + Silero), TTS
 (espeak), a fake Claude, and the orchestrator with the bridge and a Twilio auth token set."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Twilio bridge, driven by a fake Twilio that plays Twilio's side exactly (tests/helpers/
-fake_twilio.py) against the real orchestrator, ASR (generated Whisper, real Smart Turn + Silero) and
+fake_twilio.py) against the real orchestrator, ASR (Whisper tiny.en, real Smart Turn + Silero) and
 TTS (espeak), with a fake Claude behind the real anthropic SDK.
 
 Asserted: the webhook's TwiML, X-Twilio-Signature on the webhook and on the media WebSocket
