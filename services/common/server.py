@@ -61,18 +61,21 @@ def build_app(
     auth_exempt: Sequence[str] = ("/health",),
     state: dict[str, Any] | None = None,
     registry: SessionRegistry | None = None,
+    ready_info: Callable[[], dict[str, Any]] | None = None,
 ) -> Starlette:
     """`registry`: the service's open sessions, drained on SIGTERM before uvicorn drops the
-    sockets (see DrainingServer), so each session ends with its own close code and reason."""
+    sockets (see DrainingServer), so each session ends with its own close code and reason.
+    `ready_info`: fields added to every /ready answer (which model runs, for operators and pages)."""
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def ready_endpoint(request: Request) -> JSONResponse:
         ok, reason = await ready()
+        info = ready_info() if ready_info else {}
         if ok:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "not_ready", "reason": reason}, status_code=503)
+            return JSONResponse({"status": "ready", **info})
+        return JSONResponse({"status": "not_ready", "reason": reason, **info}, status_code=503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

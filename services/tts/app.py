@@ -68,6 +68,7 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
         shutdown=shutdown,
         state={"runtime": runtime},
         registry=registry,
+        ready_info=runtime.info,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader
 
-ENGINES = ("chatterbox", "espeak")
+ENGINES = ("auto", "chatterbox", "piper", "espeak")
 VARIANTS = ("original", "turbo", "multilingual")
 # what `make models` generates for each variant (random weights, real formats)
 TINY_MODEL_DIRS = {
@@ -40,10 +40,21 @@ class ChatterboxSettings:
 
 
 @dataclass(frozen=True)
+class PiperSettings:
+    """What the Piper engine needs: where its voices are and how it runs."""
+
+    voices_dir: Path = MODELS_DIR / "piper"
+    default_voice: str = "en_US-joe-medium"
+    threads: int = 1
+    phrase_chars: int = 80
+
+
+@dataclass(frozen=True)
 class TTSConfig:
     common: CommonConfig
     engine: str
     chatterbox: ChatterboxSettings
+    piper: PiperSettings
     espeak_voice: str
     redis_url: str
     voices_dir: Path
@@ -91,10 +102,33 @@ class TTSConfig:
         )
         if chatterbox.first_chunk_tokens > chatterbox.chunk_tokens:
             env.fail("TTS_FIRST_CHUNK_TOKENS", "must not exceed TTS_CHUNK_TOKENS")
+        piper = PiperSettings(
+            voices_dir=_repo_path(
+                env.str("TTS_PIPER_VOICES_DIR", "models/piper", "Piper voices: every <name>.onnx + <name>.onnx.json")
+            ),
+            default_voice=env.str(
+                "TTS_PIPER_VOICE", "en_US-joe-medium", "default Piper voice (file name without .onnx)"
+            ),
+            threads=env.int(
+                "TTS_PIPER_THREADS",
+                1,
+                "onnxruntime intra-op threads per Piper synthesis (1 is fastest on 2 cores)",
+                min=1,
+            ),
+            phrase_chars=env.int(
+                "TTS_PIPER_PHRASE_CHARS", 80, "longest phrase Piper speaks at once (first audio after it)", min=16
+            ),
+        )
         return cls(
             common=CommonConfig.read(env, "TTS_PORT", 8002),
-            engine=env.str("TTS_ENGINE", "chatterbox", "synthesis engine", choices=ENGINES),
+            engine=env.str(
+                "TTS_ENGINE",
+                "auto",
+                "synthesis engine; auto = chatterbox where CUDA and real weights are present, else piper",
+                choices=ENGINES,
+            ),
             chatterbox=chatterbox,
+            piper=piper,
             espeak_voice=env.str("TTS_ESPEAK_VOICE", "en-us", "default espeak-ng voice"),
             redis_url=env.str("REDIS_URL", "", "Redis for the shared voice store; empty = local directory"),
             voices_dir=_repo_path(env.str("TTS_VOICES_DIR", "data/tts-voices", "voice directory (no Redis)")),

@@ -7,8 +7,10 @@ import asyncio
 import logging
 
 from services.common import logs
+from services.common.breaker import EngineGuard
 
 from .config import TTSConfig
+from .engine_choice import HUB_REPOS, EngineChoice, choose
 from .engines.base import Engine
 from .metrics import record_cache
 from .scheduler import Scheduler
@@ -19,14 +21,29 @@ from .voices.store import VoiceStore
 log = logging.getLogger("voice.tts")
 
 
-def build_engine(config: TTSConfig) -> Engine:
-    if config.engine == "espeak":
+def build_engine(config: TTSConfig, choice: EngineChoice | None = None) -> Engine:
+    choice = choice or choose(config)
+    if choice.engine == "espeak":
         from .engines.espeak import EspeakEngine
 
         return EspeakEngine(config.espeak_voice)
+    if choice.engine == "piper":
+        from .engines.piper import PiperEngine
+
+        return PiperEngine(config.piper)
     from .engines.chatterbox import ChatterboxEngine
 
-    return ChatterboxEngine(config.chatterbox)
+    return ChatterboxEngine(choice.chatterbox or config.chatterbox)
+
+
+def describe_model(config: TTSConfig, choice: EngineChoice) -> str:
+    """What the engine speaks with, for the start log, /ready and the `ready` event."""
+    if choice.engine == "piper":
+        return f"piper:{config.piper.default_voice}"
+    if choice.engine == "chatterbox":
+        settings = choice.chatterbox or config.chatterbox
+        return f"chatterbox-{settings.variant}:{settings.model_dir or HUB_REPOS[settings.variant]}"
+    return f"espeak-ng:{config.espeak_voice}"
 
 
 def build_backend(config: TTSConfig) -> Backend:
@@ -40,6 +57,8 @@ class TTSRuntime:
         self.store: VoiceStore | None = None
         self.synth: Synthesizer | None = None
         self.load_error: str | None = None
+        self.choice: EngineChoice | None = None
+        self.model: str = ""
         self._load_task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -47,7 +66,9 @@ class TTSRuntime:
 
     async def _load(self) -> None:
         try:
-            engine = await asyncio.to_thread(build_engine, self.config)
+            self.choice = await asyncio.to_thread(choose, self.config)
+            logs.event(log, "engine selected", engine=self.choice.engine, reason=self.choice.reason)
+            engine = await asyncio.to_thread(build_engine, self.config, self.choice)
         except Exception as exc:  # reported by /ready; the process stays up to say why
             self.load_error = f"{type(exc).__name__}: {exc}"
             logs.event(log, "engine failed to load", level=logging.ERROR, error=self.load_error)
@@ -61,16 +82,28 @@ class TTSRuntime:
             self.config.voice_max_s,
             on_cache=record_cache,
         )
-        self.synth = Synthesizer(engine, Scheduler(self.config.max_concurrent))
+        guard = EngineGuard.from_config("TTS", self.config.common)
+        self.synth = Synthesizer(engine, Scheduler(self.config.max_concurrent), guard)
+        self.model = describe_model(self.config, self.choice)
         self.engine = engine
         logs.event(
             log,
             "engine ready",
             engine=engine.name,
+            model=self.model,
+            voices=len(engine.builtin_voices()),
             sample_rate=engine.sample_rate,
             voice_store=backend.kind,
             device=getattr(engine, "device", "cpu"),
         )
+
+    def info(self) -> dict:
+        """The engine in use, for /ready and the `ready` event (empty until it is chosen)."""
+        return {
+            "engine": self.engine.name if self.engine else (self.choice.engine if self.choice else ""),
+            "model": self.model,
+            "engine_reason": self.choice.reason if self.choice else "",
+        }
 
     @property
     def loaded(self) -> bool:

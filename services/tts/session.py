@@ -176,7 +176,12 @@ class TTSSession:
 
     def _ready_fields(self) -> dict:
         engine = self.rt.engine
-        return {"sample_rate": self.config.sample_rate, "encoding": self.config.encoding, "engine": engine.name}
+        return {
+            "sample_rate": self.config.sample_rate,
+            "encoding": self.config.encoding,
+            "engine": engine.name,
+            "model": self.rt.model,
+        }
 
     async def _dispatch(self, data: dict) -> None:
         kind = data["type"]

@@ -8,7 +8,7 @@ from services.tts import config
 
 def test_defaults_are_valid():
     cfg = config.load({})
-    assert cfg.common.port == 8002 and cfg.engine == "chatterbox" and cfg.chatterbox.device == "auto"
+    assert cfg.common.port == 8002 and cfg.engine == "auto" and cfg.chatterbox.device == "auto"
 
 
 @pytest.mark.parametrize(

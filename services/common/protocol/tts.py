@@ -54,6 +54,7 @@ class Ready(Message):
     sample_rate: int
     encoding: str
     engine: str = ""
+    model: str = ""  # what the engine speaks with, e.g. "piper:en_US-joe-medium"
 
 
 @dataclass

@@ -48,3 +48,9 @@ def split_text(text: str, max_chars: int) -> list[str]:
     for sentence in split_sentences(text):
         pieces.extend(_cut_long(sentence, max_chars) if len(sentence) > max_chars else [sentence])
     return pieces
+
+
+def split_phrases(text: str, max_chars: int) -> list[str]:
+    """A sentence → phrases of at most `max_chars`, cut at clause breaks first (then spaces), for
+    engines that only return audio once a whole input is done: the first phrase sounds sooner."""
+    return _cut_long(" ".join(text.split()), max_chars)

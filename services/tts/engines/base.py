@@ -72,6 +72,9 @@ class Engine(ABC):
     fingerprint: str = ""
     # True when a registered reference clip changes the voice (cloning)
     clones_voices: bool = False
+    # False: registering a voice is refused (`cloning_unsupported`) and only built-in voices are
+    # spoken, rather than storing a clip the engine would silently ignore
+    registers_voices: bool = True
 
     @abstractmethod
     def builtin_voices(self) -> list[BuiltinVoice]: ...
