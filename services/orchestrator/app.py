@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
@@ -20,32 +19,16 @@ from services.common import logs
 from services.common.config import REPO_ROOT, CommonConfig
 from services.common.server import build_app
 
+from . import transport_ws, twilio
 from .config import OrchestratorConfig, load
 from .llm import warn_if_demo
 from .runtime import Runtime
-from .transport_ws import agent_stream
+from .transports import Transport
 
 log = logging.getLogger("voice.orchestrator")
 
-
-def _extra_routes() -> list[BaseRoute]:
-    """Other transports plug in as modules with `routes() -> list[BaseRoute]` (the Twilio bridge:
-    services/orchestrator/twilio.py). Their handlers reach the Runtime at `app.state.runtime`."""
-    try:
-        module = importlib.import_module("services.orchestrator.twilio")
-    except ModuleNotFoundError as exc:
-        if exc.name != "services.orchestrator.twilio":
-            raise
-        return []
-    make = getattr(module, "routes", None)
-    return list(make()) if callable(make) else []
-
-
-def _extra_auth_exempt() -> list[str]:
-    """Paths a transport authenticates itself (the Twilio bridge: X-Twilio-Signature, since Twilio
-    cannot send an API key). Read after _extra_routes() imported the module."""
-    module = sys.modules.get("services.orchestrator.twilio")
-    return list(getattr(module, "AUTH_EXEMPT", ()))
+# every way in, mounted in this order (see transports.py for adding one)
+TRANSPORTS: tuple[Transport, ...] = (transport_ws.TRANSPORT, twilio.TRANSPORT)
 
 
 def _web_dir(config: OrchestratorConfig) -> Path:
@@ -67,7 +50,7 @@ class _RootToIndex:
         await self.app(scope, receive, send)
 
 
-def create_app(config: OrchestratorConfig) -> Starlette:
+def create_app(config: OrchestratorConfig, transports: Sequence[Transport] = TRANSPORTS) -> Starlette:
     runtime = Runtime.create(config)
     http = httpx.AsyncClient(timeout=2.0)
 
@@ -93,9 +76,9 @@ def create_app(config: OrchestratorConfig) -> Starlette:
         await runtime.responder.aclose()
         await http.aclose()
 
-    routes: list[BaseRoute] = [WebSocketRoute("/v1/agent/stream", agent_stream), *_extra_routes()]
+    routes: list[BaseRoute] = [route for transport in transports for route in transport.routes()]
     web = _web_dir(config)
-    exempt = ["/health", *_extra_auth_exempt()]
+    exempt = ["/health", *(path for transport in transports for path in transport.auth_exempt)]
     if web.is_dir():
         exempt += ["/index.html"] + [
             "/" + p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file()

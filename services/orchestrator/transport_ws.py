@@ -13,23 +13,25 @@ has played the agent is still speaking, so the user's speech barges in even afte
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from typing import Any
 
 import numpy as np
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.common import logs
+from services.common import logs, validate
 from services.common.audio import encode, int16_to_float, resample
+from services.common.errors import CodedError
 from services.common.limits import admit
 from services.common.protocol.agent import FLAG_FINAL, FLAG_NEEDS_FOLLOWUP, Frame, FrameType, pack, unpack
 from services.common.protocol.base import ProtocolError
+from services.common.ws_endpoint import WebSocketEndpoint
 
 from .playback import PlaybackTracker
 from .runtime import Runtime
 from .session import AgentSession
+from .transports import Transport
 
 log = logging.getLogger("voice.orchestrator.ws")
 
@@ -121,37 +123,36 @@ async def _serve(ws: WebSocket, runtime: Runtime) -> None:
         await conn.close_session()
 
 
-class _Connection:
+class _Connection(WebSocketEndpoint):
+    """The receive side: the shared loop (services/common/ws_endpoint.py) with this protocol's
+    frames and its error shape, a 0x07 frame {code, message, fatal}."""
+
     def __init__(self, ws: WebSocket, runtime: Runtime, output: WebSocketOutput) -> None:
-        self.ws = ws
+        common = runtime.config.common
+        super().__init__(ws, max_frame_bytes=common.max_frame_bytes, idle_timeout_s=common.idle_timeout_s, logger=log)
         self.runtime = runtime
         self.output = output
         self.session: AgentSession | None = None
-        self.max_frame = runtime.config.common.max_frame_bytes
 
-    async def run(self) -> None:
-        idle = self.runtime.config.common.idle_timeout_s
-        while True:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), idle)
-            except asyncio.TimeoutError:
-                await self.output.error("idle_timeout", f"nothing received for {idle:.0f} s", True)
-                await self._close(1000, "idle timeout")
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            data = message.get("bytes")
-            if data is None:
-                await self.output.error("bad_frame", "frames must be binary: [type u8][flags u8][payload]")
-                continue
-            if len(data) > self.max_frame:
-                await self.output.error("frame_too_large", f"frame of {len(data)} bytes exceeds {self.max_frame}")
-                continue
-            try:
-                await self._dispatch(unpack(data))
-            except ProtocolError as exc:
-                await self.output.error(exc.code, exc.message)
+    # ------------------------------------------------------------------ the base's hooks
+    async def send_error(self, error: CodedError) -> None:
+        await self.output.error(error.code, error.message, error.fatal)
 
+    def parse_text(self, text: str) -> dict[str, Any]:
+        raise ProtocolError("bad_frame", "frames must be binary: [type u8][flags u8][payload]")
+
+    def too_large(self, size: int, binary: bool) -> CodedError:
+        return ProtocolError("frame_too_large", f"frame of {size} bytes exceeds {self.max_frame_bytes}")
+
+    async def on_idle(self) -> bool:
+        await self.output.error("idle_timeout", f"nothing received for {self.idle_timeout_s:.0f} s", True)
+        await self.close(1000, "idle timeout")
+        return False
+
+    async def on_bytes(self, data: bytes) -> None:
+        await self._dispatch(unpack(data))
+
+    # ------------------------------------------------------------------ frames
     async def _dispatch(self, frame: Frame) -> None:
         if frame.type not in CLIENT_TYPES:
             raise ProtocolError("wrong_direction", f"frame type 0x{frame.type:02x} is sent by the server only")
@@ -174,7 +175,7 @@ class _Connection:
             text = event.get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_USER_TEXT:
                 raise ProtocolError("bad_text", f"user_text needs a non-empty text of at most {MAX_USER_TEXT} chars")
-            await self.session.user_text(text)
+            await self.session.user_text(validate.text(text, "user_text"))
 
     async def _start(self, frame: Frame) -> None:
         if self.session is not None:
@@ -183,6 +184,7 @@ class _Connection:
         session = self.runtime.new_session(self.output, config)  # ProtocolError on a bad config
         self.output.session = session
         self.session = session
+        self.session_id = session.session_id
         logs.event(log, "agent session open", session_id=session.session_id, mode=session.config.mode)
         await session.start()
 
@@ -193,18 +195,24 @@ class _Connection:
 
     async def shutdown(self) -> None:
         await self.output.error("shutting_down", "the server is shutting down", True)
-        await self._close(1001, "server shutting down")
+        await self.close(1001, "server shutting down")
         await self.close_session()
 
-    async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+
+TRANSPORT = Transport("websocket", lambda: [WebSocketRoute("/v1/agent/stream", agent_stream)])
 
 
 def _json_payload(frame: Frame) -> Any:
+    """A frame's JSON payload through the one guarded parser (bounded nesting, valid Unicode)."""
     if not frame.payload:
         return None
     try:
-        return json.loads(frame.payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ProtocolError("bad_json", f"frame 0x{frame.type:02x}: payload is not valid UTF-8 JSON") from None
+        return validate.parse_json(frame.payload)
+    except validate.InputError as exc:
+        if exc.code != "bad_json":
+            raise ProtocolError(exc.code, f"frame 0x{frame.type:02x}: {exc.message}") from None
+        why = "payload is not valid UTF-8 JSON" if exc.message in _PLAIN_BAD_JSON else exc.message
+        raise ProtocolError("bad_json", f"frame 0x{frame.type:02x}: {why}") from None
+
+
+_PLAIN_BAD_JSON = ("not valid JSON", "JSON must be UTF-8 text")  # syntax errors read as they always did

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Any
 
 from clients.voice import Backoff, StreamClosed
@@ -25,7 +26,15 @@ UPSTREAM_FAILURES = counter(
     "orchestrator", "upstream_failures_total", "ASR/TTS connections that failed or dropped", labels=("service",)
 )
 
-StateHandler = Callable[[bool, str, str], Awaitable[None]]  # (up, message, reason: "unavailable" | "unauthorized")
+
+class DownReason(StrEnum):
+    """Why an upstream is down (a StrEnum: it becomes part of error codes, e.g. `tts_unauthorized`)."""
+
+    UNAVAILABLE = "unavailable"  # unreachable or dropped: retrying helps
+    UNAUTHORIZED = "unauthorized"  # it refused UPSTREAM_API_KEY: retrying will not help
+
+
+StateHandler = Callable[[bool, str, str], Awaitable[None]]  # (up, message, reason: a DownReason or "")
 
 WS_POLICY_VIOLATION = 1008  # how the services' APIKeyMiddleware refuses a WebSocket with a bad key
 
@@ -35,11 +44,11 @@ def refusal(name: str, exc: BaseException) -> tuple[str, str]:
     retrying will not help until the key is fixed, and the operator needs to know which setting."""
     if isinstance(exc, StreamClosed) and exc.code == WS_POLICY_VIOLATION:
         why = exc.reason or "invalid or missing API key"
-        return "unauthorized", (
+        return DownReason.UNAUTHORIZED, (
             f"{name.upper()} service refused the orchestrator's API key ({why}): "
             f"set UPSTREAM_API_KEY to one of its API_KEYS"
         )
-    return "unavailable", f"{name.upper()} service unreachable ({type(exc).__name__}); retrying"
+    return DownReason.UNAVAILABLE, f"{name.upper()} service unreachable ({type(exc).__name__}); retrying"
 
 
 class Upstream:
@@ -60,7 +69,7 @@ class Upstream:
         self.session_id = session_id
         self.stream: JsonEventStream | None = None
         self.first_attempt = asyncio.Event()
-        self.down_reason = "unavailable"  # why it is down, when it is: "unavailable" | "unauthorized"
+        self.down_reason = DownReason.UNAVAILABLE  # why it is down, when it is
         self._task: asyncio.Task | None = None
         self._closed = False
 
@@ -123,8 +132,8 @@ class Upstream:
                 await stream.close()
                 if isinstance(exc, StreamClosed) and exc.code == 1000:
                     continue  # a normal close (e.g. the service's idle timeout): reconnect quietly
-                reported_down = self.down_reason = "unavailable"
-                await self.on_state(False, f"{self.name.upper()} service {why}; reconnecting", "unavailable")
+                reported_down = self.down_reason = DownReason.UNAVAILABLE
+                await self.on_state(False, f"{self.name.upper()} service {why}; reconnecting", DownReason.UNAVAILABLE)
             finally:
                 if self.stream is stream and self._closed:
                     self.stream = None

@@ -1,6 +1,6 @@
 """Phone calls through Twilio Media Streams (docs/twilio.md).
 
-The orchestrator's app imports this package and mounts `routes()`; `AUTH_EXEMPT` lists the paths
+The orchestrator's app mounts `TRANSPORT` (its `routes()`); `AUTH_EXEMPT` lists the paths
 that the API-key check must let through, because Twilio cannot send our API key: these requests
 are authenticated by their X-Twilio-Signature instead (required when API_KEYS is set).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from ..transports import Transport
 from .config import TwilioConfig, load
 from .media import TwilioMediaEndpoint
 from .webhook import VoiceWebhook
@@ -24,4 +25,6 @@ def routes(config: TwilioConfig | None = None) -> list[BaseRoute]:
     ]
 
 
-__all__ = ["AUTH_EXEMPT", "TwilioConfig", "routes"]
+TRANSPORT = Transport("twilio", routes, AUTH_EXEMPT)
+
+__all__ = ["AUTH_EXEMPT", "TRANSPORT", "TwilioConfig", "routes"]

@@ -7,8 +7,9 @@ customParameters}, `media` {track, chunk, timestamp, payload: base64 μ-law 8 kH
 call, so frame joins stay clean) and pushed into the session; keypad digits are collected and sent
 as one text turn after a pause or `#`.
 
-Twilio has no error message in this protocol, so a malformed message is logged and skipped and
-the call goes on. A `stop`, or the socket closing (hang-up), ends the session cleanly.
+Twilio has no error message in this protocol, so a malformed message (bad JSON, deep nesting,
+lone surrogates, an oversized frame included) is counted, logged and skipped, and the call goes
+on. A `stop`, or the socket closing (hang-up), ends the session cleanly.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
-import json
 import logging
 import uuid
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from services.common import logs
+from services.common import logs, validate
 from services.common.audio import StreamResampler, int16_to_float, mulaw_decode
 from services.common.auth import WS_POLICY_VIOLATION
+from services.common.errors import CodedError
 from services.common.limits import admit
 from services.common.metrics import counter
 from services.common.protocol.base import ProtocolError
+from services.common.ws_endpoint import WebSocketEndpoint
 
 from ..runtime import Runtime
 from ..session import INPUT_SAMPLE_RATE, AgentSession
@@ -83,9 +84,13 @@ class TwilioMediaEndpoint:
         return None
 
 
-class TwilioCall:
+class TwilioCall(WebSocketEndpoint):
+    """One call's receive side on the shared loop (services/common/ws_endpoint.py). Twilio has no
+    error message, so this protocol's error shape is a counted, logged skip."""
+
     def __init__(self, ws: WebSocket, runtime: Runtime, config: TwilioConfig) -> None:
-        self.ws = ws
+        common = runtime.config.common
+        super().__init__(ws, max_frame_bytes=common.max_frame_bytes, idle_timeout_s=common.idle_timeout_s, logger=log)
         self.runtime = runtime
         self.config = config
         self.call_id = uuid.uuid4().hex[:12]
@@ -95,43 +100,38 @@ class TwilioCall:
         self.resampler = StreamResampler(SAMPLE_RATE, INPUT_SAMPLE_RATE)
         self.digits: list[str] = []
         self._dtmf_timer: asyncio.Task | None = None
-        self._stopped = False
+        self.session_id = self.call_id
 
     async def run(self) -> None:
         key = f"twilio-{self.call_id}"
         self.runtime.registry.add(key, self.shutdown)
         try:
-            await self._receive_loop()
+            await super().run()
         finally:
             self.runtime.registry.remove(key)
             await self._end()
 
-    async def _receive_loop(self) -> None:
-        idle = self.runtime.config.common.idle_timeout_s
-        while not self._stopped:
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), idle)
-            except asyncio.TimeoutError:
-                logs.event(log, "twilio stream idle, closing", level=logging.WARNING, call_id=self.call_id)
-                await self._close(1000, "idle timeout")
-                return
-            if message["type"] == "websocket.disconnect":
-                logs.event(log, "twilio stream closed by peer", call_id=self.call_id, call_sid=self.call_sid)
-                return
-            text = message.get("text")
-            if text is None:
-                self._bad("binary frame (Twilio sends JSON text only)")
-                continue
-            try:
-                await self._dispatch(_parse(text))
-            except ProtocolError as exc:
-                self._bad(exc.message)
-
-    def _bad(self, why: str) -> None:
+    # ------------------------------------------------------------------ the base's hooks
+    async def send_error(self, error: CodedError) -> None:
         BAD_MESSAGES.inc()
-        logs.event(log, "twilio message skipped", level=logging.WARNING, call_id=self.call_id, reason=why)
+        logs.event(log, "twilio message skipped", level=logging.WARNING, call_id=self.call_id, reason=error.message)
 
-    async def _dispatch(self, msg: dict[str, Any]) -> None:
+    def parse_text(self, text: str) -> dict[str, Any]:
+        return _parse(text)
+
+    async def on_bytes(self, data: bytes) -> None:
+        raise ProtocolError("bad_frame", "binary frame (Twilio sends JSON text only)")
+
+    async def on_idle(self) -> bool:
+        logs.event(log, "twilio stream idle, closing", level=logging.WARNING, call_id=self.call_id)
+        await self._close(1000, "idle timeout")
+        return False
+
+    async def on_disconnect(self, code: int | None) -> None:
+        if code is not None:
+            logs.event(log, "twilio stream closed by peer", call_id=self.call_id, call_sid=self.call_sid)
+
+    async def on_json(self, msg: dict[str, Any]) -> None:
         event = msg.get("event")
         if event == "media":
             await self._media(_section(msg, "media"))
@@ -145,7 +145,7 @@ class TwilioCall:
             await self._dtmf(_section(msg, "dtmf").get("digit"))
         elif event == "stop":
             logs.event(log, "twilio stream stopped", call_id=self.call_id, call_sid=self.call_sid)
-            self._stopped = True
+            self.stop()
             await self._close(1000, "stream stopped")
         elif event == "connected":
             logs.event(log, "twilio connected", call_id=self.call_id, protocol=msg.get("protocol"))
@@ -234,8 +234,7 @@ class TwilioCall:
 
     async def _close(self, code: int, reason: str) -> None:
         self.output.gone = True
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
+        await self.close(code, reason)
 
     async def _end(self) -> None:
         if self._dtmf_timer is not None:
@@ -255,10 +254,11 @@ def keypad_text(digits: list[str]) -> str:
 
 
 def _parse(text: str) -> dict[str, Any]:
+    """Twilio's messages are keyed by `event`, not `type`: the guarded parser, then the shape."""
     try:
-        msg = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError("bad_json", "message is not JSON") from None
+        msg = validate.parse_json(text)
+    except validate.InputError as exc:
+        raise ProtocolError(exc.code, exc.message) from None
     if not isinstance(msg, dict):
         raise ProtocolError("bad_json", "message is not a JSON object")
     return msg
