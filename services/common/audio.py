@@ -176,24 +176,67 @@ def wav_header(sample_rate: int, bits: int = 16, channels: int = 1, data_size: i
     )
 
 
-def decode_file(data: bytes, target_rate: int = 16000) -> np.ndarray:
-    """Any container/codec PyAV can read → mono float32 at `target_rate`.
+# what an upload may declare before a single sample is decoded: beyond these it is not audio we
+# take (a 2 MHz, 255-channel stream multiplies memory per decoded second)
+MAX_FILE_SAMPLE_RATE = 192000
+MAX_FILE_CHANNELS = 8
+
+
+class AudioTooLong(AudioFormatError):
+    """The decoded audio passed the duration cap; raised while decoding, so a highly compressed
+    file (hours of silence in a few MB of FLAC) costs at most the cap in memory and CPU."""
+
+    def __init__(self, max_seconds: float) -> None:
+        super().__init__("audio_too_long", f"audio longer than the limit of {max_seconds:g} s")
+        self.max_seconds = max_seconds
+
+
+def decode_file(data: bytes, target_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Any container/codec PyAV can read → mono float32 at `target_rate`, decoded as a stream.
+
+    The one bounded decoder for uploads (ASR files, TTS reference clips): sample rate and
+    channel count are checked on every frame, the running duration is checked after every
+    frame against `max_seconds` (AudioTooLong as soon as it is passed, nothing more decoded),
+    and NaN / infinite samples (float PCM) are refused. It is CPU-bound: call it in a worker
+    thread (`asyncio.to_thread`), never on the event loop.
 
     Raises AudioFormatError('bad_audio', …) for bytes that hold no decodable audio stream.
     """
     import av
+
+    limit = None if max_seconds is None else int(max_seconds * target_rate)
+    parts: list[np.ndarray] = []
+    total = 0
+    seconds_in = 0.0
+
+    def take(frames) -> None:
+        nonlocal total
+        for out in frames:
+            samples = out.to_ndarray().reshape(-1)
+            if not np.all(np.isfinite(samples)):
+                raise AudioFormatError("bad_audio", "the audio holds NaN or infinite samples")
+            total += len(samples)
+            if limit is not None and total > limit:
+                raise AudioTooLong(max_seconds)
+            parts.append(samples)
 
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
                 raise AudioFormatError("bad_audio", "the file holds no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
-            parts: list[np.ndarray] = []
             for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1))
+                if not 1 <= (frame.sample_rate or 0) <= MAX_FILE_SAMPLE_RATE:
+                    raise AudioFormatError(
+                        "bad_audio", f"sample rate {frame.sample_rate} outside 1-{MAX_FILE_SAMPLE_RATE} Hz"
+                    )
+                if len(frame.layout.channels) > MAX_FILE_CHANNELS:
+                    raise AudioFormatError("bad_audio", f"more than {MAX_FILE_CHANNELS} audio channels")
+                seconds_in += frame.samples / frame.sample_rate
+                if max_seconds is not None and seconds_in > max_seconds + 1.0:
+                    raise AudioTooLong(max_seconds)  # the resampler's own buffer cannot hide length
+                take(resampler.resample(frame))
+            take(resampler.resample(None))
     except AudioFormatError:
         raise
     except Exception as exc:  # PyAV raises many types (InvalidDataError, EOFError, ValueError...)

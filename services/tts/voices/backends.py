@@ -9,13 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-VOICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from services.common.errors import CodedError
+from services.common.validate import ID_PATTERN, InputError, identifier
+
+
+class VoiceError(CodedError):
+    """A voice request the store refuses (bad id, unknown voice, bad reference audio)."""
+
+
+class OutsideStore(VoiceError):
+    """A voice id whose path would leave the store's directory (refused before any I/O)."""
+
+
+def check_id(voice_id: object) -> str:
+    """The voice id rule, `validate.identifier` (a full match), as a VoiceError so every
+    transport already answers it; the backends call it again before building a path or key."""
+    try:
+        return identifier(voice_id, "voice_id")
+    except InputError as exc:
+        raise VoiceError(exc.code, exc.message) from None
 
 
 class StoreUnavailable(Exception):
@@ -66,7 +83,8 @@ class Backend(ABC):
 
 class RedisBackend(Backend):
     """Keys: `tts:voice:<id>` (hash: meta, wav, cond:<fingerprint>) and the set `tts:voices`.
-    Short socket timeouts so a dead Redis fails a request in about a second, not a minute."""
+    Short socket timeouts so a dead Redis fails a request in about a second, not a minute.
+    Every key is built by `_key`, which re-validates the id, so no id can reach another key space."""
 
     kind = "redis"
     PREFIX = "tts:voice:"
@@ -77,6 +95,9 @@ class RedisBackend(Backend):
 
         self._redis = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0, retry_on_timeout=False)
 
+    def _key(self, voice_id: str) -> str:
+        return self.PREFIX + check_id(voice_id)
+
     async def _call(self, coro):
         from redis.exceptions import ConnectionError, TimeoutError
 
@@ -86,7 +107,7 @@ class RedisBackend(Backend):
             raise StoreUnavailable(f"voice store (Redis) unreachable: {type(exc).__name__}") from exc
 
     async def put(self, meta: VoiceMeta, wav: bytes, conditionals: dict[str, bytes]) -> None:
-        key = self.PREFIX + meta.id
+        key = self._key(meta.id)
         mapping = {"meta": json.dumps(meta.to_dict()), "wav": wav}
         mapping.update({f"cond:{fp}": blob for fp, blob in conditionals.items()})
 
@@ -100,27 +121,30 @@ class RedisBackend(Backend):
         await self._call(write())
 
     async def put_conditionals(self, voice_id: str, fingerprint: str, blob: bytes) -> None:
-        await self._call(self._redis.hset(self.PREFIX + voice_id, f"cond:{fingerprint}", blob))
+        await self._call(self._redis.hset(self._key(voice_id), f"cond:{fingerprint}", blob))
 
     async def get_meta(self, voice_id: str) -> VoiceMeta | None:
-        raw = await self._call(self._redis.hget(self.PREFIX + voice_id, "meta"))
+        raw = await self._call(self._redis.hget(self._key(voice_id), "meta"))
         return VoiceMeta(**json.loads(raw)) if raw else None
 
     async def get_wav(self, voice_id: str) -> bytes | None:
-        return await self._call(self._redis.hget(self.PREFIX + voice_id, "wav"))
+        return await self._call(self._redis.hget(self._key(voice_id), "wav"))
 
     async def get_conditionals(self, voice_id: str, fingerprint: str) -> bytes | None:
-        return await self._call(self._redis.hget(self.PREFIX + voice_id, f"cond:{fingerprint}"))
+        return await self._call(self._redis.hget(self._key(voice_id), f"cond:{fingerprint}"))
 
     async def list(self) -> list[VoiceMeta]:
-        ids = sorted(i.decode() for i in await self._call(self._redis.smembers(self.INDEX)))
+        raw_ids = await self._call(self._redis.smembers(self.INDEX))
+        ids = sorted(i for i in (r.decode(errors="replace") for r in raw_ids) if ID_PATTERN.fullmatch(i))
         metas = [await self.get_meta(i) for i in ids]
         return [m for m in metas if m is not None]
 
     async def delete(self, voice_id: str) -> bool:
+        key = self._key(voice_id)
+
         async def remove():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self.PREFIX + voice_id)
+                pipe.delete(key)
                 pipe.srem(self.INDEX, voice_id)
                 deleted, _ = await pipe.execute()
             return bool(deleted)
@@ -132,15 +156,27 @@ class RedisBackend(Backend):
 
 
 class DirectoryBackend(Backend):
-    """`<dir>/<id>/meta.json`, `reference.wav`, `cond-<fingerprint hash>.bin`; file I/O off the loop."""
+    """`<dir>/<id>/meta.json`, `reference.wav`, `cond-<fingerprint hash>.bin`; file I/O off the loop.
+
+    Every path comes from `_path_for`, which validates the id (the one identifier rule) and then
+    checks that the resolved path (symlinks followed) is a direct child of the resolved store
+    root: a traversal needs both checks to fail at once."""
 
     kind = "directory"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def _path_for(self, voice_id: str, prefix: str = "", suffix: str = "") -> Path:
+        name = prefix + check_id(voice_id) + suffix
+        root = self.root.resolve()
+        path = (root / name).resolve()
+        if path.parent != root or path.name != name:
+            raise OutsideStore("invalid_voice_id", "voice_id does not name a folder inside the voice store")
+        return path
+
     def _dir(self, voice_id: str) -> Path:
-        return self.root / voice_id
+        return self._path_for(voice_id)
 
     @staticmethod
     def _cond_name(fingerprint: str) -> str:
@@ -149,16 +185,18 @@ class DirectoryBackend(Backend):
         return "cond-" + hashlib.sha1(fingerprint.encode()).hexdigest()[:16] + ".bin"
 
     async def put(self, meta: VoiceMeta, wav: bytes, conditionals: dict[str, bytes]) -> None:
+        final = self._dir(meta.id)
+        staging = self._path_for(meta.id, prefix=".", suffix=".partial")
+
         def write():
-            staging = self.root / f".{meta.id}.partial"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             (staging / "meta.json").write_text(json.dumps(meta.to_dict()))
             (staging / "reference.wav").write_bytes(wav)
             for fp, blob in conditionals.items():
                 (staging / self._cond_name(fp)).write_bytes(blob)
-            shutil.rmtree(self._dir(meta.id), ignore_errors=True)
-            staging.rename(self._dir(meta.id))
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
 
         await asyncio.to_thread(write)
 
@@ -183,7 +221,11 @@ class DirectoryBackend(Backend):
     async def list(self) -> list[VoiceMeta]:
         if not self.root.exists():
             return []
-        ids = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        ids = sorted(
+            p.name
+            for p in self.root.iterdir()
+            if ID_PATTERN.fullmatch(p.name) and p.is_dir() and not p.is_symlink()  # never follow a link out
+        )
         metas = [await self.get_meta(i) for i in ids]
         return [m for m in metas if m is not None]
 
@@ -191,5 +233,7 @@ class DirectoryBackend(Backend):
         path = self._dir(voice_id)
         if not path.exists():
             return False
+        if path.is_symlink() or not path.is_dir():
+            return False  # only ever remove a real voice folder inside the store
         await asyncio.to_thread(shutil.rmtree, path, True)
         return True

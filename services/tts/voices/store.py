@@ -17,21 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from services.common.audio import AudioFormatError, decode_file, wav_bytes
+from services.common.audio import AudioFormatError, AudioTooLong, decode_file, wav_bytes
 from services.tts.engines.base import Engine
 
-from .backends import VOICE_ID, Backend, StoreUnavailable, VoiceMeta
+from .backends import Backend, StoreUnavailable, VoiceError, VoiceMeta, check_id
 
 STORE_RATE = 24000
 DEFAULT_ALIAS = "default"
-
-
-class VoiceError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 class VoiceCache:
@@ -64,15 +56,21 @@ def decode_reference(data: bytes, min_s: float, max_s: float) -> np.ndarray:
     """Uploaded bytes → mono float32 at 24 kHz, or VoiceError(bad_audio / too_short / too_long)."""
     if not data:
         raise VoiceError("bad_audio", "reference audio is empty")
-    try:
-        audio = decode_file(data, STORE_RATE)
+    try:  # bounded while decoding: a few MB of FLAC silence cannot expand to hours of samples
+        audio = decode_file(data, STORE_RATE, max_s)
+    except AudioTooLong:
+        raise VoiceError(
+            "reference_too_long", f"reference audio is longer than {max_s:g} s (TTS_VOICE_MAX_S)", status=413
+        ) from None
     except AudioFormatError as exc:
         raise VoiceError("bad_audio", f"reference audio is not decodable audio: {exc.message}") from None
     seconds = len(audio) / STORE_RATE
     if seconds < min_s:
         raise VoiceError("reference_too_short", f"reference audio is {seconds:.2f} s; at least {min_s:g} s needed")
     if seconds > max_s:
-        raise VoiceError("reference_too_long", f"reference audio is {seconds:.2f} s; at most {max_s:g} s allowed")
+        raise VoiceError(
+            "reference_too_long", f"reference audio is {seconds:.2f} s; at most {max_s:g} s allowed", status=413
+        )
     if not np.any(np.abs(audio) > 1e-4):
         raise VoiceError("bad_audio", "reference audio is silent")
     return audio
@@ -110,12 +108,26 @@ class VoiceStore:
             voice_id = voices[0].id
         if voice_id in self._builtin_ids():
             return self.engine.builtin_conditionals(voice_id)
+        if not self.engine.registers_voices:  # only its own voices: a stored clip would be ignored
+            raise VoiceError(
+                "unknown_voice",
+                f"no voice {voice_id!r}; the {self.engine.name} engine speaks: {', '.join(sorted(self._builtin_ids()))}",
+                status=404,
+            )
+        voice_id = check_id(voice_id)
         cached = self.cache.get(voice_id)
         if cached is not None:
             self._on_cache(True)
             return cached
         self._on_cache(False)
         lock = self._locks.setdefault(voice_id, asyncio.Lock())
+        try:
+            return await self._load(voice_id, lock)
+        finally:
+            if not lock.locked() and self._locks.get(voice_id) is lock:
+                del self._locks[voice_id]  # unknown ids must not grow this dict forever
+
+    async def _load(self, voice_id: str, lock: asyncio.Lock) -> object:
         async with lock:  # one load/compute per voice, however many requests want it
             cached = self.cache.get(voice_id)
             if cached is not None:
@@ -127,7 +139,7 @@ class VoiceStore:
                 wav = await self.backend.get_wav(voice_id)
                 if wav is None:
                     raise VoiceError("unknown_voice", f"no voice {voice_id!r}", status=404)
-                audio = await asyncio.to_thread(decode_file, wav, STORE_RATE)
+                audio = await asyncio.to_thread(decode_file, wav, STORE_RATE, self.max_s + 1.0)
                 conditionals = await asyncio.to_thread(self.engine.compute_conditionals, audio, STORE_RATE)
                 blob = await asyncio.to_thread(self.engine.serialize, conditionals)
                 await self.backend.put_conditionals(voice_id, self.engine.fingerprint, blob)
@@ -135,12 +147,16 @@ class VoiceStore:
             return conditionals
 
     async def register(self, voice_id: str | None, name: str | None, data: bytes) -> VoiceMeta:
+        if not self.engine.registers_voices:
+            raise VoiceError(
+                "cloning_unsupported",
+                f"the {self.engine.name} engine cannot clone voices; run TTS_ENGINE=chatterbox to register one",
+            )
         if voice_id is None or voice_id == "":
             import uuid
 
             voice_id = "voice-" + uuid.uuid4().hex[:12]
-        if not isinstance(voice_id, str) or not VOICE_ID.match(voice_id):
-            raise VoiceError("bad_voice_id", "voice_id must be 1-64 characters: letters, digits, '_', '-', '.'")
+        voice_id = check_id(voice_id)
         if voice_id in self._builtin_ids():
             raise VoiceError("voice_exists", f"{voice_id!r} is a built-in voice and cannot be replaced", status=409)
         audio = await asyncio.to_thread(decode_reference, data, self.min_s, self.max_s)
@@ -155,6 +171,8 @@ class VoiceStore:
 
     async def list(self) -> list[dict]:
         builtin = [{"id": v.id, "name": v.name, "builtin": True} for v in self.engine.builtin_voices()]
+        if not self.engine.registers_voices:
+            return builtin
         stored = [{**m.to_dict(), "builtin": False} for m in await self.backend.list()]
         return builtin + stored
 
@@ -162,7 +180,7 @@ class VoiceStore:
         for v in self.engine.builtin_voices():
             if v.id == voice_id:
                 return {"id": v.id, "name": v.name, "builtin": True}
-        meta = await self.backend.get_meta(voice_id)
+        meta = await self.backend.get_meta(check_id(voice_id))
         if meta is None:
             raise VoiceError("unknown_voice", f"no voice {voice_id!r}", status=404)
         return {**meta.to_dict(), "builtin": False}
@@ -170,6 +188,7 @@ class VoiceStore:
     async def delete(self, voice_id: str) -> None:
         if voice_id in self._builtin_ids():
             raise VoiceError("builtin_voice", f"{voice_id!r} is built in and cannot be deleted", status=409)
+        voice_id = check_id(voice_id)
         self.cache.drop(voice_id)
         if not await self.backend.delete(voice_id):
             raise VoiceError("unknown_voice", f"no voice {voice_id!r}", status=404)
