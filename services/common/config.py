@@ -135,11 +135,13 @@ class CommonConfig:
     max_frame_bytes: int
     log_level: str
     log_content: bool
+    header_timeout_s: float = 10.0
+    drain_timeout_s: float = 5.0
 
     @classmethod
     def read(cls, env: EnvReader, port_var: str, default_port: int) -> CommonConfig:
         return cls(
-            host=env.str("HOST", "0.0.0.0", "address to bind"),
+            host=env.str("HOST", "127.0.0.1", "address to bind (containers pass --host 0.0.0.0)"),
             port=env.int(port_var, default_port, "port to listen on", min=1, max=65535),
             api_keys=env.list("API_KEYS", (), "comma-separated API keys; empty = no auth"),
             max_sessions=env.int("MAX_SESSIONS", 30, "concurrent WebSocket sessions before close 1013", min=1),
@@ -147,6 +149,12 @@ class CommonConfig:
             max_frame_bytes=env.int("MAX_FRAME_BYTES", 1 << 20, "largest WebSocket message accepted", min=1024),
             log_level=env.str("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
             log_content=env.bool("LOG_CONTENT", False, "log transcripts and text (off: privacy)"),
+            header_timeout_s=env.float(
+                "HEADER_TIMEOUT_S", 10.0, "close a connection whose request head is not complete this long", min=0.5
+            ),
+            drain_timeout_s=env.float(
+                "DRAIN_TIMEOUT_S", 5.0, "on SIGTERM: seconds open sessions get to finish before they are cut", min=0.0
+            ),
         )
 
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import os
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from . import logs
 from .auth import APIKeyMiddleware
 from .config import CommonConfig
+from .http_guard import with_header_timeout
 from .metrics import metrics_endpoint
 from .ws_endpoint import TolerantWebSocketProtocol
 
@@ -94,6 +101,7 @@ def build_app(
         ],
         middleware=[Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt)],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
     if registry is not None:
         app.state.drain = registry.close_all
@@ -102,40 +110,109 @@ def build_app(
     return app
 
 
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own 404 / 405 (no such route, wrong method) in the one JSON error shape."""
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail), "type": "invalid_request_error"}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any exception a route did not turn into a coded answer: the one JSON error shape (see
+    limits.error_response), never Starlette's plain-text 500. Starlette re-raises it after this
+    answer, so uvicorn logs it, through logs' content-free traceback."""
+    return JSONResponse(
+        {"error": {"code": "internal", "message": "internal server error", "type": "server_error"}}, status_code=500
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume it resolves beyond this machine
+
+
+def warn_if_exposed(name: str, host: str, config: CommonConfig) -> None:
+    """A service reachable from the network with no key is open to anyone who can reach it."""
+    if not config.api_keys and not is_loopback(host):
+        logs.event(
+            log,
+            f"{name} listens on {host} beyond loopback with no API_KEYS: anyone who can reach this port can use it",
+            level=logging.WARNING,
+            host=host,
+            port=config.port,
+        )
+
+
 def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> None:
     """Entry point for `python -m services.<name>`: config errors exit with the variable named."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{name}")
-    parser.add_argument("--host", default=None, help="bind address (default: HOST or 0.0.0.0)")
+    parser.add_argument("--host", default=None, help="bind address (default: HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: from env)")
     args = parser.parse_args()
     app, config = make_app()
     logs.setup(config.log_level, config.log_content)
+    host = args.host or config.host
+    warn_if_exposed(name, host, config)
     uvicorn_config = uvicorn.Config(
         app,
-        host=args.host or config.host,
+        host=host,
         port=args.port or config.port,
         log_config=None,
         access_log=False,
         # the transport cap sits above the app cap so an oversize frame gets an error event, not a 1009
         ws_max_size=config.max_frame_bytes * 4,
         ws=TolerantWebSocketProtocol,  # invalid UTF-8 text → an error event, not a traceback + 1007
-        timeout_graceful_shutdown=10,
+        http=with_header_timeout(config.header_timeout_s),  # uvicorn has no request-head timeout of its own
+        timeout_graceful_shutdown=max(1, round(config.drain_timeout_s)),
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )
+    uvicorn_config.drain_timeout_s = config.drain_timeout_s
     with contextlib.suppress(KeyboardInterrupt):
         DrainingServer(uvicorn_config).run()
+    exit_bounded(grace_s=2.0)
+
+
+def exit_bounded(grace_s: float) -> None:
+    """After the server stopped: worker threads still running (an engine call the cancel token
+    has not reached yet, a thread-pool job) would keep the interpreter alive, since Python joins
+    non-daemon threads at exit. Give them `grace_s`, then leave anyway."""
+    deadline = time.monotonic() + grace_s
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        logs.event(log, "worker threads still busy at exit; leaving without them", level=logging.WARNING)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 class DrainingServer(uvicorn.Server):
     """uvicorn closes every open WebSocket with 1012 *before* the lifespan shutdown runs, so a
     SessionRegistry closed there would find its sockets gone. An app that sets
     `app.state.drain` (an async callable, e.g. `registry.close_all`) gets it awaited first:
-    open sessions finish their turn and close with their own code and reason."""
+    open sessions finish their turn and close with their own code and reason.
+
+    The drain is bounded by DRAIN_TIMEOUT_S; what is left after it is cancelled by uvicorn's
+    own `timeout_graceful_shutdown` (set to the same), then `exit_bounded` stops waiting for
+    worker threads, so SIGTERM ends the process within a few seconds whatever is in flight."""
 
     async def shutdown(self, sockets=None) -> None:
         drain = getattr(getattr(self.config.app, "state", None), "drain", None)
+        timeout = getattr(self.config, "drain_timeout_s", 5.0)
         if drain is not None:
-            with contextlib.suppress(Exception):
-                await drain()
+            with contextlib.suppress(Exception, asyncio.TimeoutError):
+                await asyncio.wait_for(drain(), timeout)
         await super().shutdown(sockets)
