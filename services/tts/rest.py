@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -54,6 +55,25 @@ def _not_ready(rt: TTSRuntime) -> JSONResponse | None:
     if rt.loaded:
         return None
     return _error(503, "not_ready", rt.load_error or "the model is still loading")
+
+
+class CancellingStream(StreamingResponse):
+    """A streamed speech body whose synthesis stops the moment the response ends, however it ends
+    (the client disconnected, a send failed, the server is shutting down): the cancel token is set
+    at once, and the body generator is closed here, not whenever the garbage collector finalises
+    it, so its scheduler slot and session slot are free when this returns."""
+
+    def __init__(self, content, cancel: CancelToken, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._cancel = cancel
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._cancel.cancel()
+            with anyio.CancelScope(shield=True):  # finish the cleanup even inside a cancelled scope
+                await self.body_iterator.aclose()
 
 
 def make_routes(rt: TTSRuntime, limiter: SessionLimiter) -> list[Route]:
@@ -130,7 +150,7 @@ def make_routes(rt: TTSRuntime, limiter: SessionLimiter) -> list[Route]:
             yield encoder.encode(resampler.flush()) + encoder.finish()
 
         headers = {"X-Sample-Rate": str(rate), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return StreamingResponse(body_stream(), media_type=encoder.media_type, headers=headers)
+        return CancellingStream(body_stream(), cancel, media_type=encoder.media_type, headers=headers)
 
     async def list_voices(request: Request) -> Response:
         if (refused := _not_ready(rt)) is not None:
