@@ -15,7 +15,8 @@ import numpy as np
 import soxr
 
 ENCODINGS = ("pcm_s16le", "pcm_f32le", "mulaw")
-BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1}
+# A-law is decoded for the transports that carry it (OpenAI Realtime `audio/pcma`), not offered on ours
+BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
@@ -65,6 +66,42 @@ def mulaw_encode(samples: np.ndarray) -> bytes:
     return out.astype(np.uint8).tobytes()
 
 
+# ---------------------------------------------------------------- A-law (G.711)
+def _build_alaw_decode_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.int16)
+    for i in range(256):
+        a = i ^ 0x55
+        t = (a & 0x0F) << 4
+        segment = (a & 0x70) >> 4
+        t += 8 if segment == 0 else 0x108
+        if segment > 1:
+            t <<= segment - 1
+        table[i] = t if a & 0x80 else -t
+    return table
+
+
+_ALAW_DECODE = _build_alaw_decode_table()
+_ALAW_SEGMENT_ENDS = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+
+
+def alaw_decode(data: bytes) -> np.ndarray:
+    """G.711 A-law bytes → int16 samples (the standard ITU table)."""
+    return _ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def alaw_encode(samples: np.ndarray) -> bytes:
+    """int16 samples → G.711 A-law bytes (the ITU reference: 13-bit, segment search)."""
+    x = samples.astype(np.int32) >> 3
+    positive = x >= 0
+    mask = np.where(positive, 0xD5, 0x55)
+    x = np.where(positive, x, -x - 1)
+    segment = np.searchsorted(_ALAW_SEGMENT_ENDS, x, side="left")
+    shift = np.where(segment < 2, 1, segment)
+    value = (np.minimum(segment, 7) << 4) | ((x >> shift) & 0x0F)
+    value = np.where(segment >= 8, 0x7F, value)
+    return (value ^ mask).astype(np.uint8).tobytes()
+
+
 # ---------------------------------------------------------------- PCM <-> float
 def float_to_int16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
@@ -91,6 +128,8 @@ def decode(data: bytes, encoding: str) -> np.ndarray:
         if not np.all(np.isfinite(audio)):
             raise AudioFormatError("bad_frame", "pcm_f32le frame holds NaN or infinite samples")
         return audio
+    if encoding == "alaw":
+        return int16_to_float(alaw_decode(data))
     return int16_to_float(mulaw_decode(data))
 
 
@@ -102,6 +141,8 @@ def encode(audio: np.ndarray, encoding: str) -> bytes:
         return float_to_int16(audio).astype("<i2").tobytes()
     if encoding == "mulaw":
         return mulaw_encode(float_to_int16(audio))
+    if encoding == "alaw":
+        return alaw_encode(float_to_int16(audio))
     raise AudioFormatError("bad_encoding", f"unknown encoding {encoding!r}; use one of {', '.join(ENCODINGS)}")
 
 
