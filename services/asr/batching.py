@@ -9,6 +9,12 @@ and detects the language per clip. What batching gives up, by design:
 - no prompt / previous text (stream turns have none);
 - word splitting and alignment use the first clip's language tokenizer.
 Clips must be at most 30 s (Whisper's window); longer requests run alone.
+
+Short windows: Whisper was trained on 30 s windows, but CTranslate2's encoder takes a shorter mel
+input, and its cost grows with the input (a 3 s turn encodes in ~15 ms instead of ~450 ms on two
+CPU cores). `window_frames` sets the mel length (100 frames per second) every clip is padded to;
+None keeps Whisper's 3000. How much padding past the speech keeps the words equal to the 30 s
+window is measured by `python -m bench.asr_window` (docs/asr.md, "Turn taking and latency").
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import math
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from .transcript import SAMPLE_RATE
+
 MAX_CLIP_S = 30.0
+FULL_WINDOW_FRAMES = 3000
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 
@@ -31,6 +39,7 @@ def transcribe_batch(
     beam_size: int,
     temperature: float,
     max_new_tokens: int,
+    window_frames: int | None = None,
 ) -> list[dict]:
     """→ per clip: {"language", "language_probability", "segments": [dict(start, end, text, tokens,
     avg_logprob, no_speech_prob, compression_ratio, words?)]} with times relative to the clip."""
@@ -38,7 +47,8 @@ def transcribe_batch(
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-    features = np.stack([pad_or_trim(model.feature_extractor(clip)[..., :-1]) for clip in clips])
+    frames = min(FULL_WINDOW_FRAMES, window_frames or FULL_WINDOW_FRAMES)
+    features = np.stack([pad_or_trim(model.feature_extractor(clip)[..., :-1], frames) for clip in clips])
     encoder_output = model.encode(features)
 
     multilingual = model.model.is_multilingual
@@ -80,7 +90,7 @@ def transcribe_batch(
         duration = len(clip) / SAMPLE_RATE
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        segment_size = int(math.ceil(duration) * model.frames_per_second)
+        segment_size = min(frames, int(math.ceil(duration) * model.frames_per_second))
         segment_sizes.append(segment_size)
         subsegments, _, _ = model._split_segments_by_timestamps(
             tokenizer=tok,

@@ -62,6 +62,13 @@ class ASRConfig:
     max_turn_s: float
     max_pending_partials: int
     stream_defaults: StreamConfig
+    # latency and end-of-turn settings (docs/asr.md, "Turn taking and latency")
+    partial_window_pad_s: float = 1.0
+    final_window_pad_s: float = 1.0
+    partial_max_wait_s: float = 0.5
+    turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
+    turn_threshold_decay: float = 0.5
+    continuation_wait_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: EnvReader) -> ASRConfig:
@@ -139,6 +146,44 @@ class ASRConfig:
                 turn_detection=TurnDetection(
                     mode=mode, stop_secs=stop_secs, max_silence_secs=max_silence, threshold=threshold
                 )
+            ),
+            partial_window_pad_s=env.float(
+                "ASR_PARTIAL_WINDOW_PAD_SECS",
+                1.0,
+                "partials decode in a window of turn + this much padding, not Whisper's 30 s (-1 = 30 s)",
+                min=-1.0,
+                max=30.0,
+            ),
+            final_window_pad_s=env.float(
+                "ASR_FINAL_WINDOW_PAD_SECS",
+                1.0,
+                "the same for stream finals (a final failing Whisper's quality checks is redone in 30 s)",
+                min=-1.0,
+                max=30.0,
+            ),
+            partial_max_wait_s=env.float(
+                "ASR_PARTIAL_MAX_WAIT_SECS",
+                0.5,
+                "a queued partial older than this is dropped while finals or files wait",
+                min=0.0,
+            ),
+            turn_recheck_secs=env.floats(
+                "ASR_TURN_RECHECK_SECS",
+                (0.5, 1.0),
+                "silence (s) at which Smart Turn runs again after stop_secs (comma list, empty = once)",
+            ),
+            turn_threshold_decay=env.float(
+                "ASR_TURN_THRESHOLD_DECAY",
+                0.5,
+                "each re-check's threshold is the previous one times this (1 = no decay)",
+                min=0.0,
+                max=1.0,
+            ),
+            continuation_wait_s=env.float(
+                "ASR_CONTINUATION_WAIT_SECS",
+                2.0,
+                "a turn whose text ends on a word like 'to', 'the', 'and' ends no sooner than this silence",
+                min=0.0,
             ),
         )
 

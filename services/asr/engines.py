@@ -1,24 +1,82 @@
-"""The models one process holds, loaded once and shared by every session."""
+"""The engine interface, and the models one process holds, loaded once and shared by every session.
+
+Data flow: sessions and REST → `Transcriber` (services/asr/transcriber.py: the scheduler, which
+decides what runs when: priority, batching, file slices, shedding) → an `ASREngine` (what turns
+16 kHz audio into an engine-neutral `Transcript`, services/asr/transcript.py). The one engine
+today is faster-whisper (services/asr/whisper.py); a second engine implements `ASREngine` and
+is chosen in `Transcriber.__init__`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from . import metrics
 from .config import ASRConfig
-from .transcriber import Transcriber
+from .transcript import Transcript
 from .turn import SmartTurn
 from .vad import SileroVAD, VADStream
+
+if TYPE_CHECKING:
+    from .transcriber import Transcriber
+
+KINDS = ("final", "file", "partial")  # in priority order
+
+
+@dataclass
+class Request:
+    """One transcription: 16 kHz mono float32 audio and how to decode it."""
+
+    audio: np.ndarray
+    kind: str = "final"  # final | file | partial
+    language: str | None = None
+    word_timestamps: bool = False
+    prompt: str | None = None
+    temperatures: tuple[float, ...] | None = None
+
+
+class FileJob(Protocol):
+    def step(self, budget_s: float) -> Transcript | None:
+        """Decode for about `budget_s`; None while more is left, then the whole transcript."""
+
+
+class ASREngine(Protocol):
+    """What the scheduler needs from an engine. Every method but the properties blocks: the
+    scheduler calls them from its worker threads."""
+
+    name: str
+
+    def load(self) -> None: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def can_batch(self, request: Request) -> bool:
+        """May this request share one call with others (`run_many`)?"""
+
+    def batch_key(self, request: Request) -> Any:
+        """Requests with equal keys may share a call."""
+
+    def run(self, request: Request) -> Transcript: ...
+
+    def run_many(self, requests: list[Request]) -> list[Transcript | Exception]: ...
+
+    def open_file(self, request: Request) -> FileJob:
+        """A long REST file, decoded in slices so stream requests go between them."""
 
 
 class Engines:
     def __init__(self, config: ASRConfig) -> None:
+        from .transcriber import Transcriber  # the scheduler imports this module's interface
+
         self.config = config
-        self.transcriber = Transcriber(config)
+        self.transcriber: Transcriber = Transcriber(config)
         self.vad: SileroVAD | None = None
         self.smart_turn: SmartTurn | None = None
         # VAD and Smart Turn get their own small pool so a long transcription never delays turn taking

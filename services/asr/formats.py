@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .transcriber import Transcript
+from .transcript import Transcript
 
 RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 GRANULARITIES = ("word", "segment")

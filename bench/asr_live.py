@@ -1,0 +1,311 @@
+"""Live-stream latency benchmark of the ASR service with the real Whisper tiny.en (issue 11).
+
+`python -m bench.asr_live [--levels 1,4,8,16] [--env K=V ...] [--out FILE.json]` starts
+`python -m services.asr` on a loopback port and streams the corpus (Piper and espeak sentences,
+some with a pause in the middle at a word boundary) at real-time pace over the WebSocket:
+
+- final latency = wall time from sending the 20 ms frame that holds an utterance's last voiced
+  sample to receiving the final that covers it (p50 / p95 per level);
+- late = complete sentences whose final came only with the next utterance, `end` or
+  `max_silence_secs` (merges and waits);
+- splits = utterances answered by more than one final; merges = finals covering two utterances;
+- stream WER (all finals of a stream vs. the texts), REST WER on the same clips;
+- CPU seconds of the service process per second of audio streamed.
+
+It is the measuring tool of `make bench` (bench/asr.py calls `run_live`), and usable alone for
+before/after comparisons. The machine is shared with other work: compare ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import functools
+import io
+import json
+import os
+import time
+import wave
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+import websockets
+
+from bench.report import median, pct
+from services.common.audio import encode, resample
+from tests.helpers.procs import REPO, ServiceProcess
+from tests.helpers.speech import concat, silence, speak
+from tests.helpers.wer import corpus_wer
+
+RATE = 16000
+CHUNK_S = 0.02
+LEAD_S = 0.4  # silence before each utterance
+PAUSE_S = 2.2  # silence after each utterance (below max_silence_secs: a waiting turn merges)
+MID_PAUSE_S = 0.6
+MODEL = "models/whisper-tiny.en"
+PIPER_VOICE = REPO / "models" / "piper" / "en_US-joe-medium.onnx"
+
+SENTENCES = (
+    "How are you doing today?",
+    "What time does the train leave tomorrow?",
+    "Please send the report to the whole team.",
+    "Can you book a table for two tonight?",
+    "Thank you very much for your help.",
+    "The weather is nice and sunny this morning.",
+    "I would like a cup of coffee with milk.",
+    "Turn off the lights in the kitchen.",
+    "My brother bought a new car last week.",
+    "We should leave before the rain starts.",
+)
+PAUSED = (  # (first half, second half): a pause at a word boundary inside one sentence
+    ("I think we should", "bake some bread for dinner."),
+    ("Could you tell me", "where the station is?"),
+)
+
+
+@dataclass
+class Utterance:
+    text: str
+    audio: np.ndarray
+    voice: str
+
+
+@functools.lru_cache(maxsize=1)
+def _piper():
+    from piper import PiperVoice
+
+    return PiperVoice.load(str(PIPER_VOICE))
+
+
+def trimmed(audio: np.ndarray) -> np.ndarray:
+    voiced = np.nonzero(np.abs(audio) > 1e-3)[0]
+    return audio[voiced[0] : voiced[-1] + 1].astype(np.float32)
+
+
+def piper_speech(text: str) -> np.ndarray:
+    voice = _piper()
+    chunks = list(voice.synthesize(text))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    return resample(audio, chunks[0].sample_rate, RATE)
+
+
+def synth(text: str, voice: str) -> np.ndarray:
+    return trimmed(piper_speech(text) if voice == "piper" else speak(text))
+
+
+def corpus() -> list[Utterance]:
+    """Complete sentences in both voices, then the paused ones (interleaved so every stream sees both)."""
+    out: list[Utterance] = []
+    for text in SENTENCES:
+        for voice in ("piper", "espeak"):
+            out.append(Utterance(text, synth(text, voice), voice))
+    for first, second in PAUSED:
+        for voice in ("piper", "espeak"):
+            audio = concat(synth(first, voice), silence(MID_PAUSE_S), synth(second, voice))
+            out.append(Utterance(f"{first} {second}", audio, voice + "+pause"))
+    return out
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    late: int = 0  # complete sentences whose final waited (merge, max_silence or end)
+    complete: int = 0
+    splits: int = 0
+    merges: int = 0
+    missing: int = 0
+    reasons: collections.Counter = field(default_factory=collections.Counter)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    closes: list[str] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+
+    def add(self, other: Stats) -> None:
+        self.latencies += other.latencies
+        for name in ("late", "complete", "splits", "merges", "missing"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons += other.reasons
+        self.pairs += other.pairs
+        self.closes += other.closes
+        self.probabilities += other.probabilities
+
+
+async def one_stream(url: str, utterances: list[Utterance], delay: float, config: dict) -> Stats:
+    stats = Stats()
+    await asyncio.sleep(delay)
+    finals: list[tuple[float, dict]] = []
+    spans: list[tuple[float, float]] = []  # each utterance's speech, stream seconds
+    ends: list[float] = []  # wall time the last voiced sample went out
+    async with websockets.connect(url + "/v1/asr/stream", max_size=None) as ws:
+        await ws.send(json.dumps({"type": "config", **config}))
+
+        async def read() -> None:
+            try:
+                async for message in ws:
+                    event = json.loads(message)
+                    if event["type"] == "final":
+                        finals.append((time.perf_counter(), event))
+            except websockets.ConnectionClosed as exc:
+                stats.closes.append(f"{exc.rcvd.code if exc.rcvd else '?'} {exc.rcvd.reason if exc.rcvd else ''}")
+
+        reader = asyncio.create_task(read())
+        step = int(CHUNK_S * RATE)
+        t0 = time.perf_counter()
+        sent = 0
+        for utt in utterances:
+            audio = concat(silence(LEAD_S), utt.audio, silence(PAUSE_S))
+            speech_end = int(LEAD_S * RATE) + len(utt.audio)
+            spans.append(((sent + LEAD_S * RATE) / RATE, (sent + speech_end) / RATE))
+            base = sent
+            for start in range(0, len(audio), step):
+                await ws.send(encode(audio[start : start + step], "pcm_s16le"))
+                if start < speech_end <= start + step:
+                    ends.append(time.perf_counter())
+                sent = base + min(len(audio), start + step)
+                delay_s = t0 + sent / RATE - time.perf_counter()
+                if delay_s > 0:
+                    await asyncio.sleep(delay_s)
+        try:
+            await ws.send(json.dumps({"type": "end"}))
+        except websockets.ConnectionClosed:
+            pass
+        await asyncio.wait_for(reader, 120)
+    # which utterances does each final cover (by overlap of its [start, end] with the speech spans)
+    covered: list[list[int]] = []
+    for _, event in finals:
+        idx = [i for i, (a, b) in enumerate(spans) if event["start"] < b - 0.05 and event["end"] > a + 0.05]
+        covered.append(idx)
+        stats.reasons[event["end_of_turn"]["reason"]] += 1
+        if event["end_of_turn"].get("probability") is not None:
+            stats.probabilities.append(event["end_of_turn"]["probability"])
+    for i, utt in enumerate(utterances):
+        mine = [k for k, c in enumerate(covered) if i in c]
+        if not mine:
+            stats.missing += 1
+            continue
+        if len(mine) > 1:
+            stats.splits += 1
+        first = mine[0]
+        complete = "+pause" not in utt.voice
+        stats.complete += complete
+        nxt = ends[i + 1] if i + 1 < len(ends) else float("inf")
+        arrived = finals[mine[-1]][0]
+        sole = covered[mine[-1]] == [i]
+        if complete and (not sole or arrived >= nxt or finals[mine[-1]][1]["end_of_turn"]["reason"] != "smart_turn"):
+            stats.late += 1
+        if sole and arrived < nxt:
+            stats.latencies.append(arrived - ends[i])
+        del first
+    stats.merges = sum(1 for c in covered if len(c) > 1)
+    stats.pairs.append((" ".join(u.text for u in utterances), " ".join(e["text"] for _, e in finals)))
+    return stats
+
+
+async def run_level(url: str, streams: int, utterances: list[Utterance], per_stream: int, config: dict) -> Stats:
+    rng = np.random.default_rng(streams)
+    jobs = []
+    for i in range(streams):
+        order = [utterances[(i * 3 + k) % len(utterances)] for k in range(per_stream)]
+        jobs.append(one_stream(url, order, float(rng.uniform(0, 1.5)), config))
+    total = Stats()
+    for stats in await asyncio.gather(*jobs):
+        total.add(stats)
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rest_wer(url: str, utterances: list[Utterance]) -> float:
+    pairs = []
+    with httpx.Client(timeout=120) as client:
+        for utt in utterances:
+            buf = io.BytesIO()
+            with wave.open(buf, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(RATE)
+                w.writeframes(encode(concat(silence(0.3), utt.audio, silence(0.3)), "pcm_s16le"))
+            r = client.post(
+                url + "/v1/audio/transcriptions",
+                files={"file": ("a.wav", buf.getvalue(), "audio/wav")},
+                data={"model": "whisper-1"},
+            )
+            r.raise_for_status()
+            pairs.append((utt.text, r.json()["text"]))
+    return corpus_wer(pairs)
+
+
+def summary(stats: Stats, audio_s: float, cpu_s: float) -> dict:
+    lat = stats.latencies
+    return {
+        "p50_ms": round(median(lat) * 1e3) if lat else None,
+        "p95_ms": round(pct(lat, 0.95) * 1e3) if lat else None,
+        "max_ms": round(max(lat) * 1e3) if lat else None,
+        "n": len(lat),
+        "late": stats.late,
+        "complete": stats.complete,
+        "splits": stats.splits,
+        "merges": stats.merges,
+        "missing": stats.missing,
+        "reasons": dict(stats.reasons),
+        "wer": round(corpus_wer(stats.pairs) * 100, 2),
+        "cpu_per_audio_s": round(cpu_s / audio_s, 3) if audio_s else None,
+        "closes": stats.closes,
+    }
+
+
+def run_live(
+    env: dict[str, str], levels: list[int], per_stream: int = 8, rest: bool = True, label: str = "live"
+) -> dict:
+    utterances = corpus()
+    base_env = {
+        "ASR_MODEL": MODEL,
+        "ASR_TEMPERATURES": "0.0",
+        "MAX_SESSIONS": "64",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    config = {"turn_detection": {"mode": "smart_turn", "stop_secs": 0.2}}
+    service = ServiceProcess("asr", env=base_env, label=f"bench-{label}").start()
+    out: dict = {"env": env, "levels": {}}
+    try:
+        if rest:
+            out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
+        for level in levels:
+            n = len(utterances) if level == 1 else per_stream
+            cpu0 = cpu_seconds(service.proc.pid)
+            stats = asyncio.run(run_level(service.ws_url, level, utterances, n, config))
+            cpu = cpu_seconds(service.proc.pid) - cpu0
+            order = [utterances[k % len(utterances)] for k in range(n)]
+            audio_s = level * sum(LEAD_S + len(u.audio) / RATE + PAUSE_S for u in order)
+            out["levels"][level] = summary(stats, audio_s, cpu)
+            print(f"[bench asr_live {label}] {level} streams: {json.dumps(out['levels'][level])}", flush=True)
+    finally:
+        service.stop()
+    out["load"] = os.getloadavg()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--levels", default="1,4,8,16")
+    parser.add_argument("--per-stream", type=int, default=8)
+    parser.add_argument("--env", action="append", default=[])
+    parser.add_argument("--label", default="live")
+    parser.add_argument("--no-rest", action="store_true")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
+    result = run_live(env, [int(x) for x in args.levels.split(",")], args.per_stream, not args.no_rest, args.label)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

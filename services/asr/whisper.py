@@ -1,0 +1,243 @@
+"""The faster-whisper engine: every call into faster-whisper / CTranslate2 lives here.
+
+The scheduler (services/asr/scheduler.py) decides what runs when; this module only turns audio
+into an engine-neutral `Transcript` (services/asr/transcript.py). All methods block: the
+scheduler calls them from its worker threads, never on the event loop. CTranslate2 releases the
+GIL while it encodes and generates, so the event loop keeps serving sockets meanwhile.
+
+Three ways in:
+- `run`: one request. Stream requests (finals, partials) of at most 30 s decode in a short window
+  (the turn plus `ASR_WINDOW_PAD_SECS`, not Whisper's 30 s of padding); a final whose short-window
+  decode fails Whisper's own quality checks is decoded again the usual way, with the temperature
+  fallback. REST files go through `WhisperModel.transcribe` as before.
+- `run_batch`: several stream requests of different sessions in one encode + generate.
+- `open_file` / `FileDecode.step`: a REST file decoded in slices, so finals never wait for a file.
+
+Random test models emit timestamps past the audio and loop until the token limit: every
+reported time is clamped into the audio, and decoding is capped by the audio's duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from services.common import logs
+
+from .batching import FULL_WINDOW_FRAMES, MAX_CLIP_S, transcribe_batch
+from .config import ASRConfig
+from .engines import Request
+from .transcript import SAMPLE_RATE, Transcript, clamped_segment
+
+log = logging.getLogger("voice.asr.whisper")
+
+MAX_NEW_TOKENS = 220  # leaves room for a 224-token prompt inside Whisper's 448
+FRAMES_PER_SECOND = 100
+# Whisper's own fallback triggers (faster-whisper defaults): a short-window final that trips one
+# is decoded again in the full window with the temperature schedule
+COMPRESSION_RATIO_MAX = 2.4
+LOG_PROB_MIN = -1.0
+
+
+def decode_cap(duration_s: float, tokens_per_second: float) -> int:
+    """New tokens allowed for `duration_s` of audio (per 30 s window): speech is ~3-5 tokens/s, a
+    looping random model would otherwise run to 448."""
+    return int(min(MAX_NEW_TOKENS, tokens_per_second * min(duration_s, 30.0) + 16))
+
+
+def pick_device(device: str, compute_type: str) -> tuple[str, str]:
+    """auto → CUDA float16 when CTranslate2 sees a GPU, else CPU int8."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+def window_frames(duration_s: float, pad_s: float | None) -> int | None:
+    """Mel frames for a short-window decode of `duration_s` of audio, or None for the 30 s window."""
+    if pad_s is None or pad_s < 0:
+        return None
+    frames = int(math.ceil((duration_s + pad_s) * FRAMES_PER_SECOND))
+    return None if frames >= FULL_WINDOW_FRAMES else frames
+
+
+@dataclass
+class FileDecode:
+    """A REST file being decoded: faster-whisper's lazy segment generator, consumed in slices."""
+
+    engine: WhisperEngine
+    segments: Any
+    info: Any
+    duration: float
+    done: list = field(default_factory=list)
+
+    def step(self, budget_s: float) -> Transcript | None:
+        """Decode for about `budget_s` of engine time: None while more is left, then the transcript."""
+        deadline = time.perf_counter() + budget_s
+        for segment in self.segments:
+            self.done.append(segment)
+            if time.perf_counter() > deadline:
+                return None
+        return self.engine.transcript(self.done, self.info, self.duration)
+
+
+class WhisperEngine:
+    """faster-whisper's `WhisperModel`, one per process."""
+
+    name = "faster-whisper"
+
+    def __init__(self, config: ASRConfig) -> None:
+        self.config = config
+        self.model = None
+        self.device = ""
+        self.compute_type = ""
+
+    def load(self) -> None:
+        """Blocking model load (run in a thread at start-up)."""
+        from faster_whisper import WhisperModel
+
+        self.device, self.compute_type = pick_device(self.config.device, self.config.compute_type)
+        self.model = WhisperModel(
+            self.config.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.config.cpu_threads,
+            num_workers=self.config.workers,
+        )
+        logs.event(log, "model loaded", model=self.config.model, device=self.device, compute_type=self.compute_type)
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    # ------------------------------------------------------------ what may share a call
+    def can_batch(self, request: Request) -> bool:
+        return request.kind != "file" and not request.prompt and len(request.audio) <= MAX_CLIP_S * SAMPLE_RATE
+
+    def batch_key(self, request: Request) -> tuple:
+        return (request.kind, request.language, self.temperatures(request)[0])
+
+    def temperatures(self, request: Request) -> tuple[float, ...]:
+        temperatures = request.temperatures or self.config.temperatures
+        return temperatures[:1] if request.kind == "partial" else temperatures  # no fallback for a preview
+
+    def pad_s(self, request: Request) -> float | None:
+        """Padding past the audio for a short-window decode; None = Whisper's 30 s window."""
+        if request.kind == "partial":
+            return self.config.partial_window_pad_s
+        if request.kind == "final":
+            return self.config.final_window_pad_s
+        return None
+
+    # ------------------------------------------------------------ one request
+    def run(self, request: Request) -> Transcript:
+        """Blocking; also what the benchmark times as the raw engine."""
+        if self.can_batch(request) and window_frames(len(request.audio) / SAMPLE_RATE, self.pad_s(request)):
+            (result,) = self.run_batch([request])
+            if request.kind == "partial" or self.trusted(result):
+                return result
+        segments, info, duration = self._start(request)
+        return self.transcript(list(segments), info, duration)
+
+    @staticmethod
+    def trusted(result: Transcript) -> bool:
+        """Whisper's quality checks (those that trigger its temperature fallback)."""
+        return all(
+            s.compression_ratio <= COMPRESSION_RATIO_MAX and s.avg_logprob >= LOG_PROB_MIN for s in result.segments
+        )
+
+    def _start(self, request: Request):
+        """`WhisperModel.transcribe` → (lazy segment generator, info, duration): decoding happens
+        as the generator is consumed, one 30 s window at a time."""
+        audio = np.asarray(request.audio, dtype=np.float32)
+        duration = len(audio) / SAMPLE_RATE
+        temperatures = self.temperatures(request)
+        partial = request.kind == "partial"
+        segments, info = self.model.transcribe(
+            audio,
+            language=request.language,
+            beam_size=self.config.beam_size,
+            temperature=list(temperatures) if len(temperatures) > 1 else temperatures[0],
+            word_timestamps=request.word_timestamps and not partial,
+            condition_on_previous_text=False,
+            initial_prompt=request.prompt or None,
+            max_new_tokens=decode_cap(duration, self.config.tokens_per_second),
+            vad_filter=False,
+        )
+        return segments, info, duration
+
+    def transcript(self, segments: list, info, duration: float) -> Transcript:
+        results = [clamped_segment(i, s, duration) for i, s in enumerate(segments)]
+        return Transcript(
+            text="".join(s.text for s in results).strip(),
+            language=info.language,
+            language_probability=float(info.language_probability or 0.0),
+            duration=duration,
+            segments=results,
+        )
+
+    def open_file(self, request: Request) -> FileDecode:
+        segments, info, duration = self._start(request)
+        return FileDecode(self, iter(segments), info, duration)
+
+    # ------------------------------------------------------------ several requests, one call
+    def run_many(self, requests: list[Request]) -> list[Transcript | Exception]:
+        """The batched call; should it fail, each request alone, so one bad clip fails only itself."""
+        try:
+            return list(self.run_batch(requests))
+        except Exception:
+            log.exception("batched transcription failed; running the requests one by one")
+        results: list[Transcript | Exception] = []
+        for request in requests:
+            try:
+                results.append(self.run(request))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def run_batch(self, requests: list[Request]) -> list[Transcript]:
+        """Blocking: stream requests in one batched model call (see batching.py), in the short
+        window the longest of them needs."""
+        clips = [np.asarray(r.audio, dtype=np.float32) for r in requests]
+        longest = max(len(c) for c in clips) / SAMPLE_RATE
+        pads = [self.pad_s(r) for r in requests]
+        pad = None if any(p is None for p in pads) else max(p for p in pads if p is not None)
+        outputs = transcribe_batch(
+            self.model,
+            clips,
+            [r.language for r in requests],
+            word_timestamps=any(r.word_timestamps and r.kind != "partial" for r in requests),
+            beam_size=self.config.beam_size,
+            temperature=self.temperatures(requests[0])[0],
+            max_new_tokens=decode_cap(longest, self.config.tokens_per_second),
+            window_frames=window_frames(longest, pad),
+        )
+        transcripts = []
+        for request, clip, output in zip(requests, clips, outputs, strict=True):
+            duration = len(clip) / SAMPLE_RATE
+            keep_words = request.word_timestamps and request.kind != "partial"
+            temperature = self.temperatures(request)[0]
+            segments = []
+            for i, seg in enumerate(output["segments"]):
+                words = [SimpleNamespace(**w) for w in seg.get("words", [])] if keep_words else []
+                fields = {**seg, "words": words, "temperature": temperature}
+                segments.append(clamped_segment(i, SimpleNamespace(**fields), duration))
+            transcripts.append(
+                Transcript(
+                    text="".join(s.text for s in segments).strip(),
+                    language=output["language"],
+                    language_probability=output["language_probability"],
+                    duration=duration,
+                    segments=segments,
+                )
+            )
+        return transcripts
