@@ -6,6 +6,7 @@ ASR_MAX_UPLOAD_BYTES of memory and gets 413 whether or not it declared a Content
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -14,7 +15,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from services.common import logs
-from services.common.audio import AudioFormatError, decode_file
+from services.common.audio import AudioFormatError, AudioTooLong, decode_file
+from services.common.http_body import BodyTooLarge, read_capped
 from services.common.limits import CapacityError, SessionLimiter, busy_response, error_response
 
 from . import formats, metrics
@@ -26,26 +28,9 @@ from .transcriber import Request as TranscribeRequest
 log = logging.getLogger("voice.asr.rest")
 
 
-class UploadTooLarge(Exception):
-    pass
-
-
 def _error(status: int, code: str, message: str) -> Response:
     metrics.errors.labels(code).inc()
     return error_response(status, code, message)
-
-
-async def _read_capped(request: Request, cap: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > cap:
-        raise UploadTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > cap:
-            raise UploadTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _granularities(values: list[str]) -> tuple[str, ...]:
@@ -73,8 +58,8 @@ def make_endpoint(config: ASRConfig, engines: Engines, limiter: SessionLimiter):
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return _error(400, "bad_request", "send multipart/form-data with a 'file' field (OpenAI's format)")
         try:
-            body = await _read_capped(request, cap + 64 * 1024)  # room for the other form fields
-        except UploadTooLarge:
+            body = await read_capped(request, cap + 64 * 1024)  # room for the other form fields
+        except BodyTooLarge:
             return _error(413, "upload_too_large", f"upload over the limit of {cap} bytes (ASR_MAX_UPLOAD_BYTES)")
         except ClientDisconnect:
             return _error(400, "bad_request", "client disconnected during upload")
@@ -117,8 +102,10 @@ def make_endpoint(config: ASRConfig, engines: Engines, limiter: SessionLimiter):
             return _error(400, "bad_language", f"language must be a code like 'en', got {language!r}")
         prompt = str(form.get("prompt") or "") or None
 
-        try:
-            audio = decode_file(data, SAMPLE_RATE)
+        try:  # in a worker, bounded while it decodes: /health keeps answering, memory stays capped
+            audio = await asyncio.to_thread(decode_file, data, SAMPLE_RATE, config.max_audio_s)
+        except AudioTooLong as exc:
+            return _error(413, exc.code, f"{exc.message} (ASR_MAX_AUDIO_SECS)")
         except AudioFormatError as exc:
             return _error(400, exc.code, f"{exc.message} (send a file PyAV can decode: wav, mp3, ogg, flac, m4a, …)")
         metrics.audio_seconds.labels("file").inc(len(audio) / SAMPLE_RATE)

@@ -135,6 +135,15 @@ class CommonConfig:
     max_frame_bytes: int
     log_level: str
     log_content: bool
+    # limits of docs/security.md "Limits" (defaults: off or generous, so nothing changes unless set)
+    rate_limit_per_min: int = 0
+    rate_limit_burst: int = 0
+    cors_origins: tuple[str, ...] = ()
+    max_buffered_audio_s: float = 60.0
+    max_buffered_text_chars: int = 16384
+    inference_timeout_s: float = 60.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
     header_timeout_s: float = 10.0
     drain_timeout_s: float = 5.0
 
@@ -149,6 +158,32 @@ class CommonConfig:
             max_frame_bytes=env.int("MAX_FRAME_BYTES", 1 << 20, "largest WebSocket message accepted", min=1024),
             log_level=env.str("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
             log_content=env.bool("LOG_CONTENT", False, "log transcripts and text (off: privacy)"),
+            rate_limit_per_min=env.int(
+                "RATE_LIMIT_PER_MIN",
+                0,
+                "requests + WebSocket opens a minute per client (key, else address); 0 = off",
+                min=0,
+            ),
+            rate_limit_burst=env.int("RATE_LIMIT_BURST", 0, "token bucket size; 0 = RATE_LIMIT_PER_MIN", min=0),
+            cors_origins=env.list("CORS_ORIGINS", (), "origins allowed by CORS on REST (`*` = any); empty = no CORS"),
+            max_buffered_audio_s=env.float(
+                "MAX_BUFFERED_AUDIO_SECS", 60.0, "audio one connection may hold in memory, seconds", min=1.0
+            ),
+            max_buffered_text_chars=env.int(
+                "MAX_BUFFERED_TEXT_CHARS", 16384, "text one connection may hold queued, characters", min=64
+            ),
+            inference_timeout_s=env.float(
+                "INFERENCE_TIMEOUT_S",
+                60.0,
+                "engine call (TTS: wait for next chunk) longer than this fails; 0 = off",
+                min=0.0,
+            ),
+            breaker_failures=env.int(
+                "BREAKER_FAILURES", 5, "consecutive engine failures that open the circuit breaker", min=1
+            ),
+            breaker_cooldown_s=env.float(
+                "BREAKER_COOLDOWN_S", 30.0, "open breaker: seconds before one probe request is let through", min=0.1
+            ),
             header_timeout_s=env.float(
                 "HEADER_TIMEOUT_S", 10.0, "close a connection whose request head is not complete this long", min=0.5
             ),

@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from .ratelimit import refusal_reason
+
 WS_TRY_AGAIN_LATER = 1013
+WS_POLICY_VIOLATION = 1008  # what a rate-limited client is told: retrying at once will not help
 
 
 class CapacityError(Exception):
@@ -64,6 +67,8 @@ async def admit(
     if unavailable:
         await refuse_websocket(ws, unavailable)
         return
+    if await refuse_rate_limited(ws):
+        return
     try:
         async with limiter.slot():
             await serve()
@@ -71,6 +76,19 @@ async def admit(
         if on_capacity:
             on_capacity(str(exc))
         await refuse_websocket(ws, str(exc))
+
+
+async def refuse_rate_limited(ws: WebSocket) -> bool:
+    """Spends the client's token of the app's RateLimiter (see build_app); refused → 1008 + reason."""
+    limiter = getattr(ws.app.state, "rate_limiter", None) if "app" in ws.scope else None
+    if limiter is None or not limiter.enabled:
+        return False
+    wait = limiter.check(ws.scope)
+    if not wait:
+        return False
+    await ws.accept()
+    await ws.close(code=WS_POLICY_VIOLATION, reason=refusal_reason(wait))
+    return True
 
 
 def busy_response(reason: str, retry_after_s: int = 1) -> JSONResponse:

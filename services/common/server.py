@@ -19,6 +19,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -28,6 +29,7 @@ from .auth import APIKeyMiddleware
 from .config import CommonConfig
 from .http_guard import with_header_timeout
 from .metrics import metrics_endpoint
+from .ratelimit import RateLimiter, RateLimitMiddleware
 from .ws_endpoint import TolerantWebSocketProtocol
 
 log = logging.getLogger("voice.server")
@@ -92,6 +94,7 @@ def build_app(
         if shutdown:
             await shutdown()
 
+    rate_limiter = RateLimiter(config.rate_limit_per_min, config.rate_limit_burst, keys=config.api_keys)
     app = Starlette(
         routes=[
             Route("/health", health),
@@ -99,10 +102,12 @@ def build_app(
             Route("/metrics", metrics_endpoint),
             *routes,
         ],
-        middleware=[Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt)],
+        middleware=[*cors_middleware(config), Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt)]
+        + [Middleware(RateLimitMiddleware, limiter=rate_limiter)],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
+    app.state.rate_limiter = rate_limiter  # WebSockets are rate limited at admission (limits.admit)
     if registry is not None:
         app.state.drain = registry.close_all
     for key, value in (state or {}).items():
@@ -151,6 +156,23 @@ def warn_if_exposed(name: str, host: str, config: CommonConfig) -> None:
             host=host,
             port=config.port,
         )
+
+
+def cors_middleware(config: CommonConfig) -> list[Middleware]:
+    """CORS for browsers calling the REST APIs from another origin (CORS_ORIGINS; empty = none).
+    Outermost, so preflights need no key and 401/429 answers still carry the CORS headers."""
+    if not config.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+    ]
 
 
 def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> None:

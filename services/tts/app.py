@@ -54,6 +54,9 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
             return False, "loading model"
         if limiter.full:
             return False, "at session capacity"
+        engine_ok, why = runtime.synth.guard.ready() if runtime.synth else (True, "")
+        if not engine_ok:  # circuit breaker open
+            return False, why
         return True, ""
 
     async def shutdown() -> None:

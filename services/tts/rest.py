@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.common import logs
 from services.common.audio import StreamResampler
+from services.common.http_body import BodyTooLarge, read_capped
 from services.common.limits import CapacityError, SessionLimiter, busy_response, error_response
 from services.common.protocol.base import ProtocolError
 from services.common.text import split_text
+from services.common.validate import InputError, parse_json
 
 from . import metrics, params
 from .encoders import FORMATS, StreamEncoder
@@ -83,10 +84,15 @@ def make_routes(rt: TTSRuntime, limiter: SessionLimiter) -> list[Route]:
         if limiter.full:  # a speech request counts as a session while its body streams
             metrics.SESSIONS_REJECTED.inc()
             return busy_response(f"server at capacity ({limiter.limit} concurrent sessions)")
+        body_cap = rt.config.max_text_chars * 6 + 64 * 1024  # the text in \u escapes, plus the other fields
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "bad_json", "the body must be a JSON object")
+            body = parse_json(await read_capped(request, body_cap), max_bytes=body_cap)
+        except BodyTooLarge:
+            return _error(413, "too_large", f"request body over {body_cap} bytes")
+        except ClientDisconnect:
+            return _error(400, "bad_request", "client disconnected during the request body")
+        except InputError as exc:
+            return _error(exc.status, exc.code, exc.message)
         if not isinstance(body, dict):
             return _error(400, "bad_json", "the body must be a JSON object")
         try:
@@ -149,6 +155,9 @@ def make_routes(rt: TTSRuntime, limiter: SessionLimiter) -> list[Route]:
                         yield data
             yield encoder.encode(resampler.flush()) + encoder.finish()
 
+        engine_ok, why = rt.synth.guard.ready()
+        if not engine_ok:  # circuit breaker open: a fast 503, not a 200 whose body fails
+            return _error(503, "engine_unavailable", why)
         headers = {"X-Sample-Rate": str(rate), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return CancellingStream(body_stream(), cancel, media_type=encoder.media_type, headers=headers)
 
@@ -164,11 +173,15 @@ def make_routes(rt: TTSRuntime, limiter: SessionLimiter) -> list[Route]:
     async def create_voice(request: Request) -> Response:
         if (refused := _not_ready(rt)) is not None:
             return refused
-        size = int(request.headers.get("content-length") or 0)
-        if size > rt.config.max_upload_bytes:
-            return _error(413, "upload_too_large", f"upload larger than {rt.config.max_upload_bytes} bytes")
+        cap = rt.config.max_upload_bytes
+        try:  # capped before multipart parsing, declared length or not (chunked uploads too)
+            request._body = await read_capped(request, cap + 64 * 1024)
+        except BodyTooLarge:
+            return _error(413, "upload_too_large", f"upload larger than {cap} bytes (TTS_MAX_UPLOAD_BYTES)")
+        except ClientDisconnect:
+            return _error(400, "bad_request", "client disconnected during upload")
         try:
-            form = await request.form(max_files=1, max_fields=10)
+            form = await request.form(max_files=1, max_fields=10, max_part_size=64 * 1024)
         except Exception:
             return _error(400, "bad_form", "expected multipart/form-data with a 'file' field")
         upload = form.get("file") or form.get("reference_audio")

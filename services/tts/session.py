@@ -24,6 +24,8 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.common import logs
+from services.common.budget import Budget
+from services.common.errors import CodedError
 from services.common.protocol.base import Error, ProtocolError, check_fields, parse_json_object
 from services.common.protocol.tts import (
     CLIENT_FIELDS,
@@ -92,6 +94,7 @@ class TTSSession:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self.closed = False
+        self.budget = Budget.from_config(self.cfg.common)  # MAX_BUFFERED_TEXT_CHARS / _AUDIO_SECS per connection
 
     # ------------------------------------------------------------------ sending
     async def send(self, message) -> None:
@@ -230,13 +233,14 @@ class TTSSession:
     async def _on_synthesize(self, data: dict) -> None:
         request_id = self._new_id(data)
         text = params.text(data.get("text"), self.cfg.max_text_chars)
+        self.budget.text(sum(r.chars for r in self.requests.values()), len(text))  # queued text, all requests
         streaming = data.get("streaming", True)
         if not isinstance(streaming, bool):
             raise ProtocolError("bad_parameter", "streaming must be true or false")
         synth_params = self._params(data)
         voice_id = params.optional_str(data, "voice_id") or self.config.voice_id
         conditionals = await self.rt.store.resolve(voice_id)
-        req = Request(request_id, conditionals, synth_params, streaming=streaming, incremental=False)
+        req = Request(request_id, conditionals, synth_params, streaming=streaming, incremental=False, chars=len(text))
         req.release(split_text(text, self.cfg.piece_max_chars))
         req.close()
         self._enqueue(req)
@@ -264,6 +268,7 @@ class TTSSession:
             raise ProtocolError(
                 "text_too_long", f"request {req.id!r} would exceed {self.cfg.max_text_chars} characters; text ignored"
             )
+        self.budget.text(sum(r.chars for r in self.requests.values()), len(text))
         req.chars += len(text)
         req.release(req.buffer.feed(text))
 
@@ -356,6 +361,7 @@ class TTSSession:
     async def _run(self, req: Request) -> None:
         rate, enc = self.config.sample_rate, self.config.encoding
         output = AudioOutput(self.rt.engine.sample_rate, rate, enc)
+        output_rate = self.rt.engine.sample_rate
         stats = RequestStats()
         chunk_id = 0
         held: list[np.ndarray] = []
@@ -365,6 +371,7 @@ class TTSSession:
             ) as chunks:
                 async for audio in chunks:
                     if not req.streaming:
+                        self.budget.audio(sum(map(len, held)) / output_rate, len(audio) / output_rate, "held audio")
                         held.append(audio)
                         continue
                     data, n = output.convert(audio)
@@ -382,10 +389,11 @@ class TTSSession:
         except (EngineError, Exception) as exc:
             if isinstance(exc, (WebSocketDisconnect, RuntimeError)) and self.closed:
                 raise
-            code = exc.code if isinstance(exc, EngineError) else "synthesis_failed"
+            code = exc.code if isinstance(exc, (EngineError, CodedError)) else "synthesis_failed"
             logs.event(log, "synthesis failed", level=logging.ERROR, session_id=self.session_id, error=repr(exc))
             metrics.REQUESTS.labels(outcome="error").inc()
-            await self.send_error(code, f"synthesis failed: {type(exc).__name__}", request_id=req.id)
+            message = exc.message if isinstance(exc, CodedError) else f"synthesis failed: {type(exc).__name__}"
+            await self.send_error(code, message, request_id=req.id)
             return
         if req.cancel.cancelled:
             return

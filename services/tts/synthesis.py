@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from services.common.breaker import EngineGuard
+
 from .engines.base import CancelToken, Engine, SynthesisParams
 from .scheduler import Scheduler
 
@@ -20,16 +22,19 @@ _END = object()
 
 
 class Synthesizer:
-    def __init__(self, engine: Engine, scheduler: Scheduler) -> None:
+    def __init__(self, engine: Engine, scheduler: Scheduler, guard: EngineGuard | None = None) -> None:
         self.engine = engine
         self.scheduler = scheduler
+        self.guard = guard or EngineGuard("TTS")  # chunk timeout + circuit breaker (services/common/breaker.py)
         self._pool = ThreadPoolExecutor(max_workers=scheduler.max_concurrent, thread_name_prefix="tts-synth")
 
     async def stream(
         self, text: str, conditionals: object, params: SynthesisParams, cancel: CancelToken
     ) -> AsyncIterator[np.ndarray]:
+        self.guard.check()  # breaker open → engine_unavailable before taking a slot
         async with self.scheduler.slot():
             if cancel.cancelled:
+                self.guard.breaker.release()
                 return
             loop = asyncio.get_running_loop()
             piece_cancel = CancelToken(parent=cancel)
@@ -47,17 +52,25 @@ class Synthesizer:
                     loop.call_soon_threadsafe(queue.put_nowait, _END)
 
             worker = loop.run_in_executor(self._pool, work)
+            stuck = False
             try:
                 while True:
-                    item = await queue.get()
+                    try:
+                        item = await self.guard.wait(queue.get())  # no chunk for INFERENCE_TIMEOUT_S: stuck
+                    except Exception as exc:
+                        stuck = True
+                        raise self.guard.failed(exc) from None
                     if item is _END:
+                        self.guard.breaker.success()
                         break
                     if isinstance(item, BaseException):
-                        raise item
+                        raise self.guard.failed(item) from None  # GPU OOM → gpu_out_of_memory; counted
                     yield item
             finally:
+                self.guard.breaker.release()  # left early (cancel, client gone): a probe slot is free again
                 piece_cancel.cancel()  # no-op for a finished worker; stops one still running
-                await asyncio.shield(worker)
+                if not stuck:  # a stuck engine call is not waited for: the request fails, its slot is freed
+                    await asyncio.shield(worker)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
