@@ -61,6 +61,9 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
             return False, "models loading"
         if registry.closing:
             return False, "shutting down"
+        engine_ok, why = engines.transcriber.guard.ready()  # circuit breaker open → 503
+        if not engine_ok:
+            return False, why
         if limiter.full:
             return False, f"at capacity ({limiter.limit} sessions)"
         return True, "ready"

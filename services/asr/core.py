@@ -37,6 +37,7 @@ import numpy as np
 
 from services.common import logs
 from services.common.audio import AudioFormatError, StreamResampler, decode
+from services.common.budget import Budget
 from services.common.errors import CodedError
 from services.common.protocol.asr import (
     EndOfTurn,
@@ -187,7 +188,9 @@ class SessionCore:
         )
         self.resampler = StreamResampler(stream.sample_rate, SAMPLE_RATE)
         self.vad = self.engines.vad.stream()
-        self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, self.config.max_turn_s)
+        # the turn buffer is the session's audio: a turn reaching MAX_BUFFERED_AUDIO_SECS is finalized
+        max_turn = Budget.from_config(self.config.common).turn_cap(self.config.max_turn_s, self.pre_speech_pad_s)
+        self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, max_turn)
         self.clock = 0  # 16 kHz samples through the VAD: the stream's sample clock
         self._reset_audio()
         self.turn_id = 0
