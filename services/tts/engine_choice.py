@@ -71,6 +71,14 @@ def real_weights(settings: ChatterboxSettings) -> ChatterboxSettings | None:
     return None
 
 
+def installed(module: str) -> bool:
+    """Importable, without importing it (a blocked or broken entry counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def cuda_available() -> bool:
     import torch  # only reached with chatterbox-tts (and so torch) installed
 
@@ -81,7 +89,7 @@ def choose(config: TTSConfig) -> EngineChoice:
     if config.engine != "auto":
         settings = config.chatterbox if config.engine == "chatterbox" else None
         return EngineChoice(config.engine, f"TTS_ENGINE={config.engine}", settings)
-    if importlib.util.find_spec("chatterbox") is None or importlib.util.find_spec("torch") is None:
+    if not (installed("chatterbox") and installed("torch")):
         return EngineChoice("piper", "auto: chatterbox-tts is not installed")
     settings = real_weights(config.chatterbox)
     if settings is None:
