@@ -76,6 +76,6 @@ async def test_asr_turn_reaching_the_audio_budget_is_finalized(models_dir, espea
     assert first["end"] - first["start"] <= 2.5
     # nothing lost: the finals tile the stream, and words from after the first cut are heard
     assert all(b["start"] == pytest.approx(a["end"], abs=0.05) for a, b in zip(finals[:-1], finals[1:], strict=True))
-    assert finals[-1]["end"] >= len(speech) / 16000 - 0.5
+    assert finals[-1]["end"] >= len(speech) / 16000 - 1.0  # the tail is silence
     later = " ".join(f["text"] for f in finals[1:]).lower()
     assert any(word in later for word in ("quiet", "river", "along", "morning")), later
