@@ -1,0 +1,141 @@
+"""Issue 9, item 5 (privacy): with LOG_CONTENT off, no user text or transcript reaches any
+service's log, not even through an exception. The three services run as users run them; every
+path below carries a secret marker (typed text, text to speak, the words of uploaded speech, a
+Claude error that echoes the user's text) and several fail on purpose; then every log is grepped.
+The formatter test shows the gate itself can fail: with LOG_CONTENT on, the marker is there."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import httpx
+import pytest
+
+from clients.voice import AgentStream
+from services.common import logs
+from services.common.audio import wav_bytes
+from services.common.errors import CodedError
+from services.common.protocol.agent import FrameType
+from tests.helpers import fake_claude
+from tests.helpers.fake_claude import FakeClaude
+from tests.helpers.procs import ARTIFACTS
+from tests.helpers.speech import speak
+from tests.helpers.stack import agent_stack
+from tests.tts.wsclient import TTSStream
+
+MARKER = "Zanzibarquux"  # a made-up word: it appears in a log only if content leaked
+SPOKEN = "my secret word is pineapple"  # its words come back from the real Whisper tiny.en
+SPOKEN_MARKER = "pineapple"
+
+
+def test_formatter_keeps_exception_messages_out_unless_log_content(monkeypatch):
+    def record_of(content: bool) -> str:
+        monkeypatch.setattr(logs, "_LOG_CONTENT", content)
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logs.JsonFormatter())
+        logger = logging.getLogger("test.privacy")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            try:
+                try:
+                    raise KeyError(f"text {MARKER}")
+                except KeyError as inner:
+                    raise RuntimeError(f"synthesis of {MARKER!r} failed") from inner
+            except RuntimeError as exc:
+                logger.exception("synthesis failed")
+                logs.event(logger, "synthesis failed", level=logging.ERROR, error=logs.safe_exc(exc))
+            logs.event(logger, "coded", error=logs.safe_exc(CodedError("bad_audio", "reference audio is silent")))
+        finally:
+            logger.removeHandler(handler)
+        return stream.getvalue()
+
+    hidden = record_of(False)
+    assert MARKER not in hidden
+    entry = json.loads(hidden.splitlines()[0])
+    assert "RuntimeError" in entry["exc"] and "KeyError" in entry["exc"] and "test_privacy.py" in entry["exc"]
+    assert "bad_audio: reference audio is silent" in hidden  # our own messages stay
+    assert MARKER in record_of(True)
+
+
+def _leak_mode() -> str:
+    """A Claude 400 whose message quotes the user's text, as validation errors do."""
+    fake_claude.ERROR_BODIES["leak"] = (400, "invalid_request_error", f"messages.0.content: '{MARKER}' rejected")
+    return "leak"
+
+
+async def _agent_paths(stack) -> None:
+    async with AgentStream(stack.orchestrator.ws_url) as agent:
+        await agent.start({"mode": "agent"})
+        stack.claude.mode = _leak_mode()
+        await agent.send_text(f"please remember {MARKER}")
+        frames = []
+        async for frame in agent:  # an error frame for the failed LLM call, then the turn ends
+            frames.append(frame)
+            if frame.type in (FrameType.ERROR, FrameType.DONE):
+                break
+        assert any(f.type == FrameType.ERROR for f in frames)
+        stack.claude.mode = "ok"
+        stack.claude.reply = f"Sure, {MARKER} is remembered."  # the LLM text goes to TTS and back
+        await agent.send_text(f"say {MARKER} back to me")
+        async for frame in agent:
+            if frame.type == FrameType.DONE:
+                break
+
+
+async def _tts_paths(tts) -> None:
+    async with httpx.AsyncClient(timeout=60) as http:
+        ok = await http.post(tts.url + "/v1/audio/speech", json={"model": "x", "input": f"Say {MARKER}.", "voice": "x"})
+        assert ok.status_code in (200, 404)
+        bad = await http.post(
+            tts.url + "/v1/audio/speech", json={"model": "x", "input": f"Say {MARKER}.", "response_format": "nope"}
+        )
+        assert bad.status_code == 400
+        spoken = await http.post(tts.url + "/v1/audio/speech", json={"model": "x", "input": f"Say {MARKER} now."})
+        assert spoken.status_code == 200 and spoken.content
+    stream = await TTSStream.open(tts.ws_url)
+    try:
+        await stream.send(type="synthesize", text=f"The word is {MARKER}.", speed=99)  # unknown field: error
+        await stream.until("error", "synthesis_complete")
+        await stream.send(type="synthesize", text=f"The word is {MARKER}.")
+        await stream.until("synthesis_complete", "error")
+        await stream.send(type="text", text=f"Incremental {MARKER} ")
+        await stream.send(type="end")
+        await stream.until("synthesis_complete", "error")
+    finally:
+        await stream.close()
+
+
+async def _asr_paths(asr) -> None:
+    speech = wav_bytes(speak(SPOKEN), 16000)
+    async with httpx.AsyncClient(timeout=120) as http:
+        r = await http.post(
+            asr.url + "/v1/audio/transcriptions", files={"file": ("s.wav", speech)}, data={"prompt": MARKER}
+        )
+        assert r.status_code == 200 and SPOKEN_MARKER in r.json()["text"].lower(), r.text  # the marker was heard
+        r = await http.post(asr.url + "/v1/audio/transcriptions", files={"file": ("x.wav", MARKER.encode() * 100)})
+        assert r.status_code == 400  # not audio: fails on purpose
+        r = await http.post(
+            asr.url + "/v1/audio/transcriptions", files={"file": ("s.wav", speech)}, data={"response_format": MARKER}
+        )
+        assert r.status_code == 400  # refused, the marker in the field
+
+
+@pytest.mark.usefixtures("espeak")
+async def test_no_service_logs_user_text_even_when_requests_fail(models_dir):
+    for name in ("asr", "tts", "orchestrator"):
+        (ARTIFACTS / f"hardening-privacy-{name}.log").unlink(missing_ok=True)  # logs are appended to
+    with agent_stack("hardening-privacy", claude=FakeClaude()) as stack:
+        await _agent_paths(stack)
+        await _tts_paths(stack.tts)
+        await _asr_paths(stack.asr)
+        services = (stack.asr, stack.tts, stack.orchestrator)
+    for service in services:
+        text = service.log_path.read_text(errors="replace")
+        assert text.strip(), f"{service.label} wrote no log at all"
+        for secret in (MARKER, SPOKEN_MARKER):
+            leaks = [line[:300] for line in text.splitlines() if secret.lower() in line.lower()]
+            assert not leaks, f"{service.label} logged user content:\n" + "\n".join(leaks)
