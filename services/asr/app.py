@@ -18,6 +18,7 @@ from services.common.server import SessionRegistry, build_app
 from . import config as asr_config
 from . import metrics
 from .engines import Engines
+from .realtime.session import RealtimeSession, refuse_intent
 from .rest import make_endpoint
 from .session import StreamSession
 
@@ -68,11 +69,8 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
             return False, f"at capacity ({limiter.limit} sessions)"
         return True, "ready"
 
-    async def stream(ws: WebSocket) -> None:
-        async def serve() -> None:
-            await ws.accept()
-            await StreamSession(ws, config, engines, registry).run()
-
+    async def admitted(ws: WebSocket, serve) -> None:
+        """Every ASR WebSocket transport through the one admission path (limits.admit)."""
         if registry.closing:
             unavailable = "server shutting down"
         elif not engines.loaded:
@@ -87,9 +85,27 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
             on_capacity=lambda reason: logs.event(log, "session refused", reason=reason),
         )
 
+    async def stream(ws: WebSocket) -> None:
+        async def serve() -> None:
+            await ws.accept()
+            await StreamSession(ws, config, engines, registry).run()
+
+        await admitted(ws, serve)
+
+    async def realtime(ws: WebSocket) -> None:
+        async def serve() -> None:
+            await ws.accept()
+            if ws.query_params.get("intent") != "transcription":
+                await refuse_intent(ws)
+                return
+            await RealtimeSession(ws, config, engines, registry).run()
+
+        await admitted(ws, serve)
+
     app = build_app(
         [
             WebSocketRoute("/v1/asr/stream", stream),
+            WebSocketRoute("/v1/realtime", realtime),
             Route("/v1/audio/transcriptions", make_endpoint(config, engines, limiter), methods=["POST"]),
         ],
         config.common,

@@ -102,6 +102,7 @@ class Configure:
     config: StreamConfig
     vad_threshold: float | None = None
     pre_speech_pad_s: float | None = None
+    prompt: str | None = None  # Whisper's initial prompt for finals (OpenAI `transcription.prompt`)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,13 @@ class Closed:
     reason: str
 
 
-Output = Message | TurnCommitted | Closed
+@dataclass
+class TranscriptionFailed(Error):
+    """A final that could not be made: on our wire the same `error` event as before; OpenAI
+    Realtime tells it apart to answer `conversation.item.input_audio_transcription.failed`."""
+
+
+Output = Message | TurnCommitted | Closed | object  # `object`: what an adapter `post()`s for itself
 Send = Callable[[Output], Awaitable[None]]
 
 
@@ -162,6 +169,7 @@ class SessionCore:
         engines: Engines,
         registry: SessionRegistry | None = None,
         source: str = "stream",
+        initial: Configure | None = None,
     ) -> None:
         self.config = config
         self.engines = engines
@@ -176,12 +184,13 @@ class SessionCore:
         self.sender: asyncio.Task | None = None
         self.pending_finals: collections.deque[asyncio.Task] = collections.deque()
         self.lock = asyncio.Lock()  # audio intake vs. a shutdown arriving from another task
-        self._apply(Configure(config.stream_defaults))
+        self._apply(initial or Configure(config.stream_defaults))
 
     # ------------------------------------------------------------ setup
     def _apply(self, configure: Configure) -> None:
         stream = configure.config
         self.stream = stream
+        self.prompt = configure.prompt
         self.vad_threshold = self.config.vad_threshold if configure.vad_threshold is None else configure.vad_threshold
         self.pre_speech_pad_s = (
             self.config.pre_speech_pad_s if configure.pre_speech_pad_s is None else configure.pre_speech_pad_s
@@ -278,9 +287,21 @@ class SessionCore:
 
     def report(self, error: CodedError) -> None:
         """A client error, as an `error` event in order with the rest."""
+        self.count_error(error)
+        self._emit(Error(code=error.code, message=error.message, fatal=error.fatal, session_id=self.id))
+
+    def count_error(self, error: CodedError) -> None:
+        """The metric and the log line of a client error (no client text: the code only)."""
         metrics.errors.labels(error.code).inc()
         logs.event(log, "client error", logging.INFO, session_id=self.id, code=error.code)
-        self._emit(Error(code=error.code, message=error.message, fatal=error.fatal, session_id=self.id))
+
+    def post(self, event: object) -> None:
+        """An adapter's own event, delivered to its `send` in order with the core's outputs."""
+        self._emit(event)
+
+    def announce(self) -> None:
+        """`Ready` again with the effective config (a transport's settings changed, the core's did not)."""
+        self._emit(Ready(session_id=self.id, config=self.effective_config()))
 
     # ------------------------------------------------------------ inputs
     async def handle(self, event: Input) -> None:
@@ -483,7 +504,10 @@ class SessionCore:
         self.outbox.put_nowait((task, time.perf_counter()))
 
     async def _transcribe_final(self, audio: np.ndarray) -> Transcript:
-        request = Request(audio, "final", language=self.stream.language, word_timestamps=self.stream.word_timestamps)
+        stream = self.stream
+        request = Request(
+            audio, "final", language=stream.language, word_timestamps=stream.word_timestamps, prompt=self.prompt
+        )
         return await self.engines.transcriber.transcribe(request)
 
     async def _final(self, transcript: asyncio.Task, offset: float, samples: int, action: Action) -> Message:
@@ -494,7 +518,9 @@ class SessionCore:
         except Exception as exc:
             logs.event(log, "final transcription failed", logging.ERROR, session_id=self.id, error=type(exc).__name__)
             metrics.errors.labels("transcription_failed").inc()
-            return Error(
+            if isinstance(exc, CodedError):  # inference_timeout, engine_unavailable, gpu_out_of_memory
+                return TranscriptionFailed(code=exc.code, message=exc.message, session_id=self.id)
+            return TranscriptionFailed(
                 code="transcription_failed", message=f"transcription failed: {type(exc).__name__}", session_id=self.id
             )
         words = [

@@ -1,0 +1,1 @@
+"""OpenAI Realtime transcription sessions (`WS /v1/realtime?intent=transcription`) over the ASR core."""
