@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
 import numpy as np
 from websockets.exceptions import InvalidHandshake
 
@@ -35,8 +36,8 @@ from services.common.protocol.base import Error, Message, ProtocolError
 
 from . import AgentStream, ASRStream, AudioFrame, ServerError, StreamClosed, TTSStream, pcm16_samples
 from . import register_voice as rest_register_voice
-from . import speech as rest_speech
 from . import transcribe_file as rest_transcribe
+from ._ws import auth_headers, http_url
 
 DEFAULT_URLS = {
     "asr": ("ASR_URL", "ws://127.0.0.1:8001"),
@@ -151,21 +152,70 @@ def write_wav(path: str, samples: np.ndarray, rate: int) -> None:
     write_file(path, wav_bytes(samples, rate))
 
 
-def complete_wav_sizes(data: bytes) -> bytes:
-    """A WAV streamed before its length was known carries placeholder sizes (0xFFFFFFFF…); now the
-    whole file is here, write the real RIFF and data sizes so every reader takes it."""
-    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return data
-    out = bytearray(data)
-    pos = 12
-    while pos + 8 <= len(out):
-        chunk, size = bytes(out[pos : pos + 4]), int.from_bytes(out[pos + 4 : pos + 8], "little")
-        if chunk == b"data":
-            out[pos + 4 : pos + 8] = (len(out) - pos - 8).to_bytes(4, "little")
-            out[4:8] = (len(out) - 8).to_bytes(4, "little")
-            break
-        pos += 8 + size + (size & 1)
-    return bytes(out)
+def fix_wav_sizes(path: str) -> None:
+    """A WAV streamed before its length was known carries placeholder sizes (0xFFFFFFFF); once the
+    whole file is written, put the real RIFF and data sizes into its header, so every reader
+    (sox, wave, browsers) sees the true duration."""
+    try:
+        with open(path, "r+b") as f:
+            head = f.read(4096)
+            size = f.seek(0, os.SEEK_END)
+            if len(head) < 44 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            pos = 12
+            while pos + 8 <= len(head):
+                chunk, length = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+                if chunk == b"data":
+                    f.seek(pos + 4)
+                    f.write(min(size - pos - 8, 0xFFFFFFFF).to_bytes(4, "little"))
+                    f.seek(4)
+                    f.write(min(size - 8, 0xFFFFFFFF).to_bytes(4, "little"))
+                    return
+                pos += 8 + length + (length & 1)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror}", 2) from None
+
+
+class Status:
+    """One status line on stderr while a command waits for the server: redrawn in place on a
+    terminal; on a pipe or log, a line when the kind of wait changes and then every `every_s`."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO = sys.stderr, every_s: float = 10.0) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every_s = every_s
+        self._key: str | None = None
+        self._last = 0.0
+        self._shown = False
+
+    def show(self, text: str, key: str | None = None) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self._shown = True
+        else:
+            key = key or text
+            now = time.monotonic()
+            if key == self._key and now - self._last < self.every_s:
+                return
+            self._key, self._last = key, now
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+def gave_up(url: str, timeout: float, waiting_for: str) -> CLIError:
+    return CLIError(
+        f"no {waiting_for} from {url} within {timeout:g} s (the server may still be loading its model, "
+        "or be busy); giving up — --timeout sets how long to wait"
+    )
 
 
 async def pace(t0: float, seconds: float) -> None:
@@ -264,13 +314,16 @@ async def transcribe_rest(args: argparse.Namespace, data: bytes) -> int:
 
 # ------------------------------------------------------------------ speak
 async def cmd_speak(args: argparse.Namespace) -> int:
-    if args.rest:
-        audio = await rest_speech(
-            args.url, args.text, voice=args.voice or "", response_format="wav", api_key=args.api_key
-        )
-        write_file(args.output, complete_wav_sizes(audio))
-        print(f"wrote {args.output} ({len(audio)} bytes)", file=sys.stderr)
-        return 0
+    status = Status(enabled=not args.quiet)
+    try:
+        if args.rest:
+            return await speak_rest(args, status)
+        return await speak_stream(args, status)
+    finally:
+        status.done()
+
+
+async def speak_stream(args: argparse.Namespace, status: Status) -> int:
     config: dict[str, Any] = {"encoding": "pcm_f32le"}
     if args.sample_rate:
         config["sample_rate"] = args.sample_rate
@@ -278,24 +331,35 @@ async def cmd_speak(args: argparse.Namespace) -> int:
         config["voice_id"] = args.voice
     options = {"voice_id": args.voice} if args.voice else {}
     parts: list[np.ndarray] = []
-    t0 = time.monotonic()
     first_audio_ms = None
+    status.show(f"connecting to {args.url} …")
     async with TTSStream(args.url, config, api_key=args.api_key) as stream:
         rate = int(getattr(stream.ready, "sample_rate", tts.DEFAULT_SAMPLE_RATE))
+        engine = getattr(stream.ready, "engine", "") or "?"
+        model = getattr(stream.ready, "model", "")
+        t0 = time.monotonic()
         request_id = await stream.synthesize(args.text, **options)
-        async for event in stream:
+        while True:
+            waiting = "first audio" if not parts else "more audio"
+            event = await recv_within(
+                stream,
+                args.timeout,
+                lambda s, w=waiting: status.show(f"{engine} {model}: waiting for {w} … {s:.0f} s", key=w),
+            )
+            if event is None:
+                raise gave_up(args.url, args.timeout, "audio" if not parts else "more audio")
             if isinstance(event, AudioFrame) and event.request_id == request_id:
                 if first_audio_ms is None:
                     first_audio_ms = (time.monotonic() - t0) * 1000
                 parts.append(event.samples())
                 rate = event.sample_rate
-                if not args.quiet and sys.stderr.isatty():
-                    got = sum(len(p) for p in parts) / rate
-                    print(f"\rchunk {len(parts)}: {got:.2f} s of audio", end="", file=sys.stderr, flush=True)
+                got = sum(len(p) for p in parts) / rate
+                status.show(f"{engine} {model}: chunk {len(parts)}, {got:.2f} s of audio", key="audio")
             elif isinstance(event, tts.SynthesisComplete) and event.request_id == request_id:
                 break
             elif isinstance(event, Error):
                 raise CLIError(f"TTS error {event.code}: {event.message}")
+    status.done()
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     write_wav(args.output, audio, rate)
     summary = {
@@ -304,14 +368,71 @@ async def cmd_speak(args: argparse.Namespace) -> int:
         "duration_s": round(len(audio) / rate, 3),
         "chunks": len(parts),
         "first_audio_ms": round(first_audio_ms, 1) if first_audio_ms is not None else None,
+        "engine": engine,
+        "model": model,
     }
     if args.json:
         emit_json(summary)
     elif not args.quiet:
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
         print(f"wrote {args.output}: {summary['duration_s']} s at {rate} Hz in {len(parts)} chunk(s), "
-              f"first audio after {summary['first_audio_ms']} ms", file=sys.stderr)  # fmt: skip
+              f"first audio after {summary['first_audio_ms']} ms ({engine} {model})", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+async def recv_within(stream: TTSStream, timeout: float, waiting) -> AudioFrame | Message | None:
+    """The next event, or None when nothing came for `timeout` s; `waiting(seconds)` runs each
+    second meanwhile (the status line). A stream that ends is an error: the audio is incomplete."""
+    task = asyncio.ensure_future(stream.recv())
+    started = time.monotonic()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=min(1.0, timeout))
+            if done:
+                try:
+                    return task.result()
+                except StreamClosed as exc:
+                    raise CLIError(f"the stream closed before the audio was complete: {exc}") from None
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                return None
+            waiting(waited)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def speak_rest(args: argparse.Namespace, status: Status) -> int:
+    """POST /v1/audio/speech, written to the file as it streams in; the header sizes are fixed
+    once the length is known. `--timeout` bounds each wait for the next bytes."""
+    body = {"model": "tts-1", "input": args.text, "voice": args.voice or "default", "response_format": "wav"}
+    headers = auth_headers(args.api_key)
+    base = http_url(args.url)
+    received = 0
+    status.show(f"waiting for {base} …")
+    async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(args.timeout, connect=10.0)) as client:
+        try:
+            async with client.stream("POST", base + "/v1/audio/speech", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    response.raise_for_status()
+                rate = int(response.headers.get("x-sample-rate") or tts.DEFAULT_SAMPLE_RATE)
+                try:
+                    out = open(args.output, "wb")  # noqa: SIM115, ASYNC230 (closed below; a CLI, one file)
+                except OSError as exc:
+                    raise CLIError(f"cannot write {args.output}: {exc.strerror}", 2) from None
+                with out:
+                    async for part in response.aiter_bytes():
+                        out.write(part)
+                        received += len(part)
+                        status.show(f"received {max(0, received - 44) / 2 / rate:.2f} s of audio", key="audio")
+        except httpx.TimeoutException:
+            raise gave_up(base, args.timeout, "audio" if received <= 44 else "more audio") from None
+    status.done()
+    fix_wav_sizes(args.output)
+    if not args.quiet:
+        print(f"wrote {args.output} ({received} bytes)", file=sys.stderr)
     return 0
 
 
@@ -511,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", default=None, help="voice id (default: the server's)")
     p.add_argument("--sample-rate", type=positive_int, default=None, help="output rate (default: the server's)")
     p.add_argument("--rest", action="store_true", help="use POST /v1/audio/speech instead of the stream")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="give up when nothing arrives for this many seconds (default 60)"
+    )
     p.set_defaults(run=cmd_speak)
 
     p = sub.add_parser("register-voice", help="register a voice from reference audio")

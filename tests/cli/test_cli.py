@@ -95,7 +95,7 @@ def test_speak_writes_a_wav(stack, tmp_path):
     assert result.returncode == 0, result.stderr
     channels, width, rate, samples = read_wav(rest)
     assert (channels, width) == (1, 2) and len(samples) > 0
-    assert rest.stat().st_size == 44 + len(samples) * 2 or len(samples) / rate > 0.3
+    assert rest.stat().st_size == 44 + len(samples) * 2  # the header's sizes are the file's
 
 
 def test_register_voice_then_speak_with_it(stack, tmp_path):
