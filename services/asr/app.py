@@ -21,6 +21,7 @@ from .engines import Engines
 from .realtime.session import RealtimeSession, refuse_intent
 from .rest import make_endpoint
 from .session import StreamSession
+from .wyoming_server import WyomingASR
 
 log = logging.getLogger("voice.asr")
 
@@ -38,6 +39,7 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
         on_reject=metrics.rejected_sessions.inc,
     )
     loading: dict[str, asyncio.Task] = {}
+    wyoming = WyomingASR(config, engines, limiter, registry) if config.wyoming_port else None
 
     async def load_models() -> None:
         try:
@@ -49,8 +51,12 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
     async def startup() -> None:
         engines.transcriber.start()
         loading["task"] = asyncio.create_task(load_models())
+        if wyoming is not None:
+            await wyoming.start()  # same model, limiter and registry as the HTTP transports
 
     async def shutdown() -> None:
+        if wyoming is not None:
+            await wyoming.stop()
         await registry.close_all(timeout_s=2.0)  # in case the drain did not run (another server)
         await engines.transcriber.stop()
         engines.shutdown()

@@ -69,6 +69,9 @@ class ASRConfig:
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
+    # Wyoming (Home Assistant) TCP server inside the ASR process; Wyoming has no auth (docs/asr.md)
+    wyoming_port: int = 0
+    wyoming_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: EnvReader) -> ASRConfig:
@@ -184,6 +187,12 @@ class ASRConfig:
                 2.0,
                 "a turn whose text ends on a word like 'to', 'the', 'and' ends no sooner than this silence",
                 min=0.0,
+            ),
+            wyoming_port=env.int(
+                "ASR_WYOMING_PORT", 0, "Wyoming ASR server port (Home Assistant; 0 = off, e.g. 10300)", min=0, max=65535
+            ),
+            wyoming_host=env.str(
+                "ASR_WYOMING_HOST", "127.0.0.1", "Wyoming bind address: it has no auth, keep it on loopback or a LAN"
             ),
         )
 

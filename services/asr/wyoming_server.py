@@ -1,0 +1,381 @@
+"""Wyoming ASR server (the protocol of Home Assistant's voice pipeline), inside the ASR process.
+
+A TCP server (`wyoming.server.AsyncTcpServer`) started beside the HTTP one when
+`ASR_WYOMING_PORT` is set; it shares the process's one model, session limit, metrics and logs.
+Per connection: `describe` → `info`; `transcribe` (optional: language) then `audio-start` /
+`audio-chunk`* / `audio-stop` → `transcript-start`, `transcript-chunk`*, `transcript`,
+`transcript-stop` (the streaming events of Wyoming ≥ 1.7; `transcript` stays for older clients).
+Each utterance is one session core with turn detection off: the client (Home Assistant's own VAD)
+decides where the utterance ends by sending `audio-stop`. Bad input gets a Wyoming `error` event
+(`text`, `code`) and the connection goes on where it can.
+
+Wyoming has no authentication: the server binds to loopback by default (`ASR_WYOMING_HOST`), and
+API_KEYS do not protect it. Expose it only on a network you trust.
+
+Every read is bounded before it is done (the wyoming package's own reader is not): the header line
+by the stream's line limit, `data` by MAX_DATA_BYTES, the payload by MAX_FRAME_BYTES.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import Any
+
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error as WyomingError
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler, AsyncTcpServer
+
+from services.common import logs
+from services.common.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from services.common.errors import CodedError
+from services.common.limits import CapacityError, SessionLimiter
+from services.common.protocol.asr import Final, Partial, SpeechStart, StreamConfig, TurnDetection
+from services.common.protocol.base import Error
+from services.common.server import SessionRegistry, is_loopback
+from services.common.validate import InputError, parse_json
+
+from .config import ASRConfig
+from .core import Closed, Configure, Output, SessionCore, TranscriptionFailed
+from .engines import Engines
+
+log = logging.getLogger("voice.asr.wyoming")
+
+MAX_LINE_BYTES = 64 * 1024  # one header line
+MAX_DATA_BYTES = 64 * 1024  # the JSON `data` block that may follow it
+PROGRAM = "voice-stack-asr"
+_ids = itertools.count(1)
+
+
+class WyomingInputError(CodedError):
+    """Bad input on a Wyoming connection; `resync` False when the byte stream cannot be trusted on."""
+
+    def __init__(self, code: str, message: str, resync: bool = True) -> None:
+        super().__init__(code, message, fatal=not resync)
+
+
+async def read_event(reader: asyncio.StreamReader, max_payload: int) -> Event | None:
+    """One Wyoming event (header line, optional data, optional payload), bounded; None at EOF."""
+    try:
+        line = await reader.readline()
+    except ValueError:  # longer than the reader's limit: the stream is out of step
+        raise WyomingInputError("too_large", f"event header over {MAX_LINE_BYTES} bytes", resync=False) from None
+    if not line:
+        return None
+    header = _json_object(line, "event header")
+    kind = header.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise WyomingInputError("missing_type", "every event needs a string 'type'")
+    data = header.get("data") or {}
+    if not isinstance(data, dict):
+        raise WyomingInputError("bad_event", "'data' must be an object")
+    data_length = _length(header, "data_length", MAX_DATA_BYTES)
+    payload_length = _length(header, "payload_length", max_payload)
+    if data_length:
+        data = {**data, **_json_object(await reader.readexactly(data_length), "event data")}
+    payload = await reader.readexactly(payload_length) if payload_length else None
+    return Event(type=kind, data=data, payload=payload)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = parse_json(raw)
+    except InputError as exc:
+        raise WyomingInputError("bad_json", f"{what}: {exc.message}") from None
+    if not isinstance(value, dict):
+        raise WyomingInputError("bad_json", f"{what} must be a JSON object")
+    return value
+
+
+def _length(header: dict[str, Any], name: str, limit: int) -> int:
+    value = header.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise WyomingInputError("bad_event", f"{name} must be a non-negative integer", resync=False)
+    if value > limit:
+        raise WyomingInputError("too_large", f"{name} {value} is over the limit of {limit} bytes", resync=False)
+    return value
+
+
+def languages(model_name: str) -> list[str]:
+    """What the model can transcribe: English-only checkpoints say so in their name (`*.en`)."""
+    if model_name.endswith(".en") or model_name.endswith("-en"):
+        return ["en"]
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return sorted(_LANGUAGE_CODES)
+
+
+def info(config: ASRConfig) -> Info:
+    made_by = Attribution(
+        name="OpenAI Whisper via SYSTRAN faster-whisper", url="https://github.com/SYSTRAN/faster-whisper"
+    )
+    model = AsrModel(
+        name=config.model_name,
+        attribution=made_by,
+        installed=True,
+        description=f"faster-whisper {config.model_name}",
+        version=None,
+        languages=languages(config.model_name),
+    )
+    program = AsrProgram(
+        name=PROGRAM,
+        attribution=Attribution(name="voice stack", url="https://github.com/"),
+        installed=True,
+        description="Self-hosted streaming ASR (faster-whisper, Silero VAD, Smart Turn)",
+        version=None,
+        models=[model],
+        supports_transcript_streaming=True,
+    )
+    return Info(asr=[program])
+
+
+class Utterance:
+    """One `audio-start` … `audio-stop`: a session core and the transcript events it turns into."""
+
+    def __init__(self, core: SessionCore, start: AudioStart, language: str | None, write) -> None:
+        self.core = core
+        self.start = start
+        self.language = language
+        self.write = write
+        self.started = False  # transcript-start sent
+        self.sent = ""  # chunk text sent for the turn being heard
+        self.finals: list[str] = []
+        self.done = asyncio.Event()
+
+    async def send(self, event: Output) -> None:
+        if isinstance(event, SpeechStart):
+            await self._start()
+        elif isinstance(event, Partial):
+            await self._chunk(event.text, keep=True)
+        elif isinstance(event, Final):
+            await self._start()
+            await self._chunk(event.text, keep=False)
+            self.finals.append(event.text.strip())
+            self.sent = ""
+        elif isinstance(event, TranscriptionFailed | Error):
+            await self.write(WyomingError(text=event.message, code=event.code).event())
+        elif isinstance(event, Closed):
+            await self._start()
+            text = " ".join(t for t in self.finals if t)
+            await self.write(Transcript(text=text, language=self.language).event())
+            await self.write(TranscriptStop().event())
+            self.done.set()
+
+    async def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            await self.write(TranscriptStart(language=self.language).event())
+
+    async def _chunk(self, text: str, keep: bool) -> None:
+        """The text past what was sent, when it extends it (chunks only append)."""
+        if not self.started or not text.startswith(self.sent) or len(text) == len(self.sent):
+            return
+        piece, self.sent = text[len(self.sent) :], text if keep else self.sent
+        await self.write(TranscriptChunk(text=piece).event())
+
+
+class WyomingHandler(AsyncEventHandler):
+    def __init__(self, reader, writer, server: WyomingASR) -> None:
+        super().__init__(reader, writer)
+        self.server = server
+        self.config = server.config
+        self.id = f"wy_{next(_ids)}"
+        self.language: str | None = None
+        self.utterance: Utterance | None = None
+        self.rejected = False  # an audio-start was refused: its chunks are dropped until audio-stop
+        self._slot: contextlib.AsyncExitStack | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def write_event(self, event: Event) -> None:
+        async with self._write_lock:
+            await super().write_event(event)
+
+    async def _error(self, error: CodedError) -> None:
+        logs.event(log, "client error", logging.INFO, connection=self.id, code=error.code)
+        with contextlib.suppress(Exception):
+            await self.write_event(WyomingError(text=error.message, code=error.code).event())
+
+    async def run(self) -> None:
+        """The package's loop, with bounded reads, an idle timeout and errors that keep it going."""
+        idle = self.config.common.idle_timeout_s
+        logs.event(log, "wyoming connection open", connection=self.id)
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(read_event(self.reader, self.config.common.max_frame_bytes), idle)
+                except asyncio.TimeoutError:
+                    await self._error(InputError("idle_timeout", f"no event for {idle:g} s; closing", fatal=True))
+                    return
+                except WyomingInputError as exc:
+                    await self._error(exc)
+                    if exc.fatal:
+                        return
+                    continue
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if event is None:
+                    return
+                try:
+                    await self.handle_event(event)
+                except CodedError as exc:
+                    await self._error(exc)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    return
+                except Exception as exc:  # a bug: its message may hold client data, so the type only
+                    logs.event(log, "unexpected error", logging.ERROR, connection=self.id, error=type(exc).__name__)
+                    await self._error(CodedError("internal", "internal error; the event was not processed"))
+        finally:
+            await self.disconnect()
+            self.writer.close()
+            logs.event(log, "wyoming connection closed", connection=self.id)
+
+    async def disconnect(self) -> None:
+        await self._finish(deliver=False)
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            await self.write_event(info(self.config).event())
+        elif Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
+        elif Transcribe.is_type(event.type):
+            self.language = _language(Transcribe.from_event(event).language)
+        elif AudioStart.is_type(event.type):
+            await self._audio_start(_audio_format(event, AudioStart))
+        elif AudioChunk.is_type(event.type):
+            await self._audio_chunk(_audio_format(event, AudioChunk))
+        elif AudioStop.is_type(event.type):
+            await self._audio_stop()
+        else:
+            raise InputError("unknown_event", f"unknown event type {event.type[:64]!r} for an ASR server")
+        return True
+
+    async def _audio_start(self, start: AudioStart) -> None:
+        if self.utterance is not None:
+            raise InputError("already_started", "audio-start while an utterance is open; send audio-stop first")
+        self.rejected = True  # until this start is accepted
+        _check_format(start)
+        if not self.server.engines.loaded:
+            raise InputError("not_ready", "models still loading; retry shortly")
+        slot = contextlib.AsyncExitStack()
+        try:
+            await slot.enter_async_context(self.server.limiter.slot())
+        except CapacityError as exc:
+            raise InputError("capacity", str(exc)) from None
+        self._slot = slot
+        stream = StreamConfig(
+            sample_rate=start.rate,
+            encoding="pcm_s16le",
+            language=self.language,
+            partials=True,
+            word_timestamps=False,
+            turn_detection=TurnDetection(mode="none"),
+        )
+        core = SessionCore(
+            self.config, self.server.engines, self.server.registry, source="wyoming", initial=Configure(stream)
+        )
+        self.utterance = Utterance(core, start, self.language, self.write_event)
+        self.rejected = False
+        core.open(self.utterance.send)
+        logs.event(log, "wyoming utterance", connection=self.id, session_id=core.id, rate=start.rate)
+
+    async def _audio_chunk(self, chunk: AudioChunk) -> None:
+        utterance = self.utterance
+        if utterance is None:
+            if self.rejected:
+                return  # its audio-start already got the error
+            raise InputError("not_started", "audio-chunk before audio-start")
+        start = utterance.start
+        if (chunk.rate, chunk.width, chunk.channels) != (start.rate, start.width, start.channels):
+            raise InputError(
+                "format_mismatch",
+                f"audio-chunk is {chunk.rate} Hz/{chunk.width * 8} bit/{chunk.channels} ch but audio-start said "
+                f"{start.rate} Hz/{start.width * 8} bit/{start.channels} ch; chunk ignored",
+            )
+        try:
+            await utterance.core.audio(chunk.audio)
+        except CodedError as exc:
+            utterance.core.report(exc)
+
+    async def _audio_stop(self) -> None:
+        if self.utterance is None:
+            if self.rejected:
+                self.rejected = False
+                return
+            raise InputError("not_started", "audio-stop before audio-start")
+        await self._finish(deliver=True)
+
+    async def _finish(self, deliver: bool) -> None:
+        utterance, self.utterance = self.utterance, None
+        if utterance is not None:
+            if deliver:
+                await utterance.core.end()
+                await utterance.core.delivered()
+            await utterance.core.close()
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            await slot.aclose()
+
+
+def _audio_format(event: Event, cls):
+    try:
+        value = cls.from_event(event)
+        if cls is AudioChunk and not isinstance(value.audio, bytes | bytearray):
+            raise TypeError
+        return value
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputError("bad_event", f"{event.type} needs integer rate, width and channels") from None
+
+
+def _check_format(start: AudioStart) -> None:
+    rate, width, channels = start.rate, start.width, start.channels
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (rate, width, channels)):
+        raise InputError("bad_event", "audio-start needs integer rate, width and channels")
+    if width != 2 or channels != 1 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InputError(
+            "unsupported_format",
+            f"audio must be 16-bit mono PCM at {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz; got {rate} Hz, "
+            f"{width * 8 if isinstance(width, int) else '?'} bit, {channels} channel(s)",
+        )
+
+
+def _language(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not 2 <= len(value) <= 8:
+        raise InputError("bad_language", "language must be a code like 'en'")
+    return value
+
+
+class WyomingASR:
+    """The server: started and stopped with the ASR app (services/asr/app.py)."""
+
+    def __init__(self, config: ASRConfig, engines: Engines, limiter: SessionLimiter, registry: SessionRegistry) -> None:
+        self.config = config
+        self.engines = engines
+        self.limiter = limiter
+        self.registry = registry
+        self.server: AsyncTcpServer | None = None
+
+    async def start(self) -> None:
+        host, port = self.config.wyoming_host, self.config.wyoming_port
+        self.server = AsyncTcpServer(host, port)
+        await self.server.start(lambda reader, writer: WyomingHandler(reader, writer, self))
+        logs.event(log, "wyoming server listening", host=host, port=port)
+        if not is_loopback(host):
+            logs.event(
+                log,
+                "Wyoming listens beyond loopback: it has no authentication (API_KEYS do not apply)",
+                logging.WARNING,
+                host=host,
+            )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await self.server.stop()
