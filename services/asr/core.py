@@ -55,7 +55,9 @@ from services.common.server import SessionRegistry
 
 from . import metrics
 from .config import ASRConfig
+from .endpointing import Endpointer, endpointing
 from .engines import Engines
+from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
 from .turn_taking import Action, TurnTaker
 from .vad import FRAME_SAMPLES
@@ -199,7 +201,8 @@ class SessionCore:
         self.vad = self.engines.vad.stream()
         # the turn buffer is the session's audio: a turn reaching MAX_BUFFERED_AUDIO_SECS is finalized
         max_turn = Budget.from_config(self.config.common).turn_cap(self.config.max_turn_s, self.pre_speech_pad_s)
-        self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, max_turn)
+        self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, max_turn, endpointing(self.config))
+        self.endpointer = Endpointer(self.engines, self.turns, lambda audio: self._task(self._transcribe_final(audio)))
         self.clock = 0  # 16 kHz samples through the VAD: the stream's sample clock
         self._reset_audio()
         self.turn_id = 0
@@ -207,12 +210,10 @@ class SessionCore:
 
     def _reset_audio(self) -> None:
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD frame
-        self.recent: list[np.ndarray] = []  # audio of the open turn (or the pre-speech pad while idle)
-        self.recent_start = self.clock
+        self.ring = AudioRing(self.clock, self.pre_speech_pad_s)  # the open turn, or the pre-speech pad while idle
         self.turn_open = False
         self.partial_mark = self.clock
         self.partial_busy = False
-        self._speculative: asyncio.Task | None = None  # the final's transcription, started at check_turn
 
     def effective_config(self) -> dict[str, Any]:
         data = self.stream.to_dict()
@@ -365,8 +366,7 @@ class SessionCore:
     async def clear(self) -> None:
         """Forget the open turn and the audio not yet through the VAD; no final for it."""
         async with self.lock:
-            if self._speculative is not None:
-                self._speculative.cancel()
+            self.endpointer.drop()
             self.turns.reset()
             self.resampler = StreamResampler(self.stream.sample_rate, SAMPLE_RATE)
             self.clock += len(self.pending)  # dropped, but the stream's clock counts it
@@ -429,22 +429,14 @@ class SessionCore:
         self._maybe_partial()
 
     def _keep(self, frame: np.ndarray) -> None:
-        self.recent.append(frame)
+        self.ring.append(frame)
 
     def _trim_idle(self) -> None:
-        """While nobody speaks keep only the pre-speech pad (plus the speech-start frames)."""
-        keep = int((self.pre_speech_pad_s + 0.2) * SAMPLE_RATE)
-        total = sum(len(x) for x in self.recent)
-        while self.recent and total - len(self.recent[0]) >= keep:
-            total -= len(self.recent[0])
-            self.recent_start += len(self.recent.pop(0))
+        self.ring.trim_idle()
 
     def _turn_audio(self, turn_start: float) -> tuple[np.ndarray, float]:
-        """Audio from the pre-speech pad before `turn_start` to now, and its start time."""
-        want = max(0, int(round((turn_start - self.pre_speech_pad_s) * SAMPLE_RATE)))
-        first = max(want, self.recent_start)
-        audio = np.concatenate(self.recent) if self.recent else np.zeros(0, dtype=np.float32)
-        return audio[first - self.recent_start :], first / SAMPLE_RATE
+        """Audio from the pre-speech pad before `turn_start` to now, and its start time (services/asr/ring.py)."""
+        return self.ring.turn_audio(turn_start)
 
     async def _act(self, actions: list[Action]) -> None:
         for action in actions:
@@ -453,6 +445,7 @@ class SessionCore:
                     self.turn_open = True
                     self.turn_id += 1
                     self.partial_mark = self.clock
+                self.endpointer.drop()  # speech again: a speculative final of the pause is stale
                 self._emit(SpeechStart(session_id=self.id, timestamp=action.timestamp))
             elif action.kind == ActionKind.SPEECH_END:
                 self._emit(SpeechEnd(session_id=self.id, timestamp=action.timestamp))
@@ -462,22 +455,10 @@ class SessionCore:
                 self._finalize(action)
 
     async def _check_turn(self) -> None:
-        """Smart Turn on the turn so far. The final's transcription starts at the same moment
-        (speculatively, on the very audio a 'complete' answer would finalize), so a complete turn
-        costs max(Smart Turn, Whisper) instead of their sum; an 'incomplete' answer discards it."""
+        """Smart Turn (and the transcript) on the turn so far, with the final's transcription
+        already under way (services/asr/endpointing.py)."""
         audio, _ = self._turn_audio(self.turns.turn_start or 0.0)
-        speculative = self._task(self._transcribe_final(audio))
-        try:
-            prob = await self.engines.turn_probability(audio)
-            actions = self.turns.turn_probability(prob, self.now)
-        except BaseException:
-            speculative.cancel()
-            raise
-        if any(a.kind == ActionKind.FINALIZE for a in actions):
-            self._speculative = speculative
-        else:
-            speculative.cancel()  # still queued: never runs; already running: result dropped
-        await self._act(actions)
+        await self._act(await self.endpointer.check(audio, self.now))
 
     async def _finish_turn(self, reason: str) -> None:
         await self._act(self.turns.force(reason, self.now))
@@ -491,10 +472,10 @@ class SessionCore:
     # ------------------------------------------------------------ finals and partials
     def _finalize(self, action: Action) -> None:
         audio, offset = self._turn_audio(action.turn_start or 0.0)
-        self.recent, self.recent_start = [], self.clock
+        self.ring.finalized(action.speech_end)  # the ring stays: the next turn's pre-speech pad is intact
         self.turn_open = False
         self.turn_id_finalized = self.turn_id
-        transcript, self._speculative = self._speculative, None
+        transcript = self.endpointer.take(action)
         if transcript is None:
             transcript = self._task(self._transcribe_final(audio))
         task = asyncio.create_task(self._final(transcript, offset, len(audio), action))
@@ -544,6 +525,8 @@ class SessionCore:
             end_of_turn=EndOfTurn(
                 reason=action.reason or EndReason.FLUSH,
                 probability=None if action.probability is None else round(action.probability, 4),
+                checks=[c.to_dict() for c in action.checks],
+                held=action.held,
             ),
         )
 

@@ -9,14 +9,24 @@ Feed it one VAD probability per 32 ms frame; it answers with actions for the ses
                     complete (p ≥ threshold) → finalize("smart_turn")
         none:       nothing; only flush / end finalize
     paused ──speech──▶ speaking (same turn)                    → speech_start
+    paused ──each re-check point of silence (smart_turn)──▶ check_turn again
     paused ──max_silence_secs of silence (smart_turn)──▶ finalize("silence_timeout")
     a turn longer than max_turn_s                              → finalize("max_duration")
+
+End of turn that re-checks (`Endpointing`): Smart Turn answers once at stop_secs, and again as
+the silence grows (`recheck_secs`, e.g. 0.5 and 1.0 s), each time against a lower threshold
+(`threshold × decay^k`): an unsure but complete sentence ends after about a second instead of
+waiting for max_silence_secs, while a pause inside a sentence (low answers, speech resumes
+soon) is still bridged. The live transcript is the second signal: a turn whose text so far
+ends on a word that cannot end an English sentence ("to", "the", "and", …) is not finalized by
+Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is.
 
 Because everything runs on stream time, the same audio always gives the same events.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from services.common.protocol.asr import TurnDetection
@@ -27,6 +37,56 @@ MIN_SPEECH_FRAMES = 2  # 64 ms: a single loud frame (a click) does not open a tu
 NEGATIVE_OFFSET = 0.15  # Silero's hysteresis: below threshold - 0.15 counts as silence
 
 
+# words after which an English sentence goes on: articles, prepositions, conjunctions,
+# possessives, auxiliaries and the like. A turn whose text ends on one waits longer.
+CONTINUATION_WORDS = frozenset(
+    """a an the to of in on at by for from with into onto about as than and or but nor so because
+    if that which who whose whom where when while although though unless until since my your his
+    her its our their this these those some any every each no very more most is are was were be
+    been am has have had do does did will would shall should can could may might must i we you
+    they he she it there let's just like um uh""".split()
+)
+_WORD = re.compile(r"[a-z']+")
+
+
+def ends_mid_sentence(text: str) -> bool:
+    """True when `text` ends on a continuation word with no sentence-ending punctuation after it."""
+    stripped = text.strip()
+    if not stripped or stripped[-1] in ".?!":
+        return False
+    words = _WORD.findall(stripped.lower())
+    return bool(words) and words[-1] in CONTINUATION_WORDS
+
+
+@dataclass(frozen=True)
+class Endpointing:
+    """How the end of a turn is re-checked (services/asr/config.py: ASR_TURN_RECHECK_SECS,
+    ASR_TURN_THRESHOLD_DECAY, ASR_CONTINUATION_WAIT_SECS)."""
+
+    recheck_secs: tuple[float, ...] = (0.5, 1.0)
+    decay: float = 0.5
+    continuation_wait_s: float = 2.0
+
+    @classmethod
+    def once(cls) -> Endpointing:
+        """The plain behaviour: one check at stop_secs, no text signal."""
+        return cls(recheck_secs=(), decay=1.0, continuation_wait_s=0.0)
+
+
+@dataclass
+class Check:
+    silence: float
+    probability: float
+    threshold: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "silence": round(self.silence, 3),
+            "probability": round(self.probability, 4),
+            "threshold": round(self.threshold, 4),
+        }
+
+
 @dataclass(frozen=True)
 class Action:
     kind: str  # speech_start | speech_end | check_turn | finalize
@@ -35,13 +95,22 @@ class Action:
     probability: float | None = None
     turn_start: float | None = None  # finalize: the turn's first speech (stream seconds)
     speech_end: float | None = None  # finalize: the turn's last speech
+    checks: tuple[Check, ...] = ()  # finalize: the Smart Turn decisions of the turn
+    held: str | None = None  # finalize: why a complete-looking turn waited ("continuation")
 
 
 class TurnTaker:
-    def __init__(self, detection: TurnDetection, vad_threshold: float = 0.5, max_turn_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        detection: TurnDetection,
+        vad_threshold: float = 0.5,
+        max_turn_s: float = 30.0,
+        endpointing: Endpointing | None = None,
+    ) -> None:
         self.detection = detection
         self.vad_threshold = vad_threshold
         self.max_turn_s = max_turn_s
+        self.endpointing = endpointing or Endpointing.once()  # the service passes its configured one
         self.reset()
 
     def reset(self) -> None:
@@ -52,6 +121,10 @@ class TurnTaker:
         self.silence_s = 0.0
         self.candidate_frames = 0
         self.probability: float | None = None
+        self.checks: list[Check] = []
+        self.held: str | None = None
+        self._pause_checks = 0  # Smart Turn decisions in the current pause
+        self._points: list[float] = []  # silence (s) at which the current pause checks again
 
     @property
     def in_turn(self) -> bool:
@@ -91,6 +164,9 @@ class TurnTaker:
                 self.silence_s += FRAME_S
                 if self.detection.mode == "smart_turn" and self.silence_s >= self.detection.max_silence_secs - 1e-9:
                     actions.append(self._finalize("silence_timeout", end))
+                elif self.detection.mode == "smart_turn" and self._points and self.silence_s >= self._points[0] - 1e-9:
+                    self._points.pop(0)
+                    actions.append(Action("check_turn", round(self.last_speech_end, 3)))
         if self.state != "idle" and self.turn_start is not None and end - self.turn_start >= self.max_turn_s:
             actions += self.force("max_duration", end)
         return actions
@@ -101,15 +177,39 @@ class TurnTaker:
         if self.detection.mode == "vad":
             actions.append(self._finalize("vad", self.last_speech_end))
         elif self.detection.mode == "smart_turn":
+            self._pause_checks = 0
+            stop = self.detection.stop_secs
+            limit = self.detection.max_silence_secs
+            self._points = sorted(p for p in set(self.endpointing.recheck_secs) if stop < p < limit)
             actions.append(Action("check_turn", round(self.last_speech_end, 3)))
         return actions
 
-    def turn_probability(self, probability: float, now: float) -> list[Action]:
-        """Smart Turn's answer to the last check_turn."""
+    @property
+    def threshold(self) -> float:
+        """The threshold the next Smart Turn answer of this pause is held to: it falls with each re-check."""
+        return self.detection.threshold * self.endpointing.decay**self._pause_checks
+
+    def turn_probability(self, probability: float, now: float, text: str | None = None) -> list[Action]:
+        """Smart Turn's answer to the last check_turn; `text`: the turn's transcript so far, when known."""
         self.probability = probability
-        if self.state == "paused" and probability >= self.detection.threshold:
-            return [self._finalize("smart_turn", now)]
-        return []
+        threshold = self.threshold
+        self._pause_checks += 1
+        if self.state != "paused":
+            return []
+        self.checks.append(Check(self.silence_s, probability, threshold))
+        if probability < threshold:
+            return []
+        wait = self.endpointing.continuation_wait_s
+        if text is not None and ends_mid_sentence(text) and self.silence_s < wait - 1e-9:
+            self.held = "continuation"
+            if wait < self.detection.max_silence_secs and wait not in self._points:
+                self._points = sorted([*self._points, wait])  # one more look once the hold is over
+            return []
+        return [self._finalize("smart_turn", now)]
+
+    def wants_text(self) -> bool:
+        """Is the transcript worth waiting for before deciding? Only while a text hold is possible."""
+        return self.endpointing.continuation_wait_s > 0 and self.silence_s < self.endpointing.continuation_wait_s
 
     def force(self, reason: str, now: float) -> list[Action]:
         """flush / end / max_duration / shutdown: end the open turn now (no-op when none is open)."""
@@ -132,6 +232,8 @@ class TurnTaker:
             probability=self.probability,
             turn_start=self.turn_start,
             speech_end=round(self.last_speech_end, 3),
+            checks=tuple(self.checks),
+            held=self.held,
         )
         self.reset()
         return action

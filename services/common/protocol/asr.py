@@ -3,7 +3,7 @@ of stream audio (sample clock), so the same audio always gives the same timestam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..audio import ENCODINGS, AudioFormatError, validate_sample_rate
@@ -137,8 +137,15 @@ class Word:
 
 @dataclass
 class EndOfTurn:
+    """Why the turn ended. `probability`: Smart Turn's last answer. `checks`: every Smart Turn
+    decision of the turn, {silence, probability, threshold} (silence in seconds when it ran);
+    `held`: why a complete-looking turn waited longer ("continuation": its text ended on a word
+    like "to"). The two later fields are additions: older clients ignore them."""
+
     reason: str
     probability: float | None
+    checks: list[dict[str, float]] = field(default_factory=list)
+    held: str | None = None
 
 
 @dataclass
@@ -152,6 +159,17 @@ class Final(Message):
     language: str | None
     end_of_turn: EndOfTurn
 
+    def to_dict(self) -> dict[str, Any]:
+        """The end_of_turn additions appear only when they say something, so a turn ended by
+        `vad`, `flush` or `end` reads exactly as before."""
+        data = super().to_dict()
+        eot = data["end_of_turn"]
+        if not eot.get("checks"):
+            eot.pop("checks", None)
+        if eot.get("held") is None:
+            eot.pop("held", None)
+        return data
+
 
 SERVER_EVENTS: dict[str, type[Message]] = {
     cls.type: cls for cls in (Ready, SpeechStart, Partial, SpeechEnd, Final, Error)
@@ -163,7 +181,8 @@ def parse_server_event(data: dict[str, Any]) -> Message:
     cls = event_class(SERVER_EVENTS, data, "ASR")
     if cls is Final:
         words = [Word(**w) for w in data.get("words", [])]
-        eot = EndOfTurn(**data["end_of_turn"])
+        known = {f.name for f in fields(EndOfTurn)}
+        eot = EndOfTurn(**{k: v for k, v in data["end_of_turn"].items() if k in known})
         rest = {k: v for k, v in data.items() if k not in ("type", "words", "end_of_turn")}
         return Final(words=words, end_of_turn=eot, **rest)
     return cls.from_dict(data)

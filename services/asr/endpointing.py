@@ -1,0 +1,98 @@
+"""One session's end-of-turn decisions: Smart Turn, the transcript signal, the speculative final.
+
+At each `check_turn` of a pause (stop_secs, then each re-check point; services/asr/turn_taking.py)
+the final's transcription is already under way ("speculative"): if the answer is "complete",
+the final costs max(Smart Turn, Whisper), not their sum. One speculative transcription serves
+the whole pause — the audio after the last speech is silence, which adds no words — so the
+re-checks, a text hold and a silence timeout reuse it instead of decoding the same speech again.
+Speech resuming drops it (cancelled while queued: never runs).
+
+The transcript signal: when Smart Turn says "complete" and a text hold is still possible, the
+decision waits for the speculative transcript (it is needed for the final anyway) and a turn
+ending on "to", "the", "and", … is held (TurnTaker.turn_probability).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import numpy as np
+
+from .config import ASRConfig
+from .engines import Engines
+from .transcript import Transcript
+from .turn_taking import Action, Endpointing, TurnTaker
+
+
+def endpointing(config: ASRConfig) -> Endpointing:
+    return Endpointing(
+        recheck_secs=tuple(config.turn_recheck_secs),
+        decay=config.turn_threshold_decay,
+        continuation_wait_s=config.continuation_wait_s,
+    )
+
+
+class Endpointer:
+    def __init__(
+        self,
+        engines: Engines,
+        turns: TurnTaker,
+        start_final: Callable[[np.ndarray], asyncio.Task],
+    ) -> None:
+        self.engines = engines
+        self.turns = turns
+        self.start_final = start_final  # the session's final transcription of `audio`, as a task
+        self._task: asyncio.Task | None = None
+        self._key: tuple | None = None
+
+    def _pause(self) -> tuple:
+        return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
+
+    def _speculative(self, audio: np.ndarray) -> asyncio.Task:
+        key = self._pause()
+        if self._task is None or self._key != key or self._task.cancelled():
+            self.drop()
+            self._task, self._key = self.start_final(audio), key
+        return self._task
+
+    async def _text(self, task: asyncio.Task) -> str | None:
+        try:
+            result: Transcript = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return None
+            raise  # the session itself is being cancelled
+        except Exception:
+            return None  # the final will report the failure
+        return result.text
+
+    async def check(self, audio: np.ndarray, now: float) -> list[Action]:
+        """Smart Turn (and, when it matters, the transcript) on the turn so far → the TurnTaker's actions."""
+        task = self._speculative(audio)
+        try:
+            prob = await self.engines.turn_probability(audio)
+            text = None
+            if prob >= self.turns.threshold and self.turns.wants_text():
+                text = await self._text(task)
+            return self.turns.turn_probability(prob, now, text)
+        except BaseException:
+            self.drop()
+            raise
+
+    def take(self, action: Action) -> asyncio.Task | None:
+        """The speculative transcription for the turn `action` finalizes, when it covers the same speech."""
+        task, key = self._task, self._key
+        self._task, self._key = None, None
+        if task is None:
+            return None
+        if key == (action.turn_start, action.speech_end) and not task.cancelled():
+            return task
+        task.cancel()
+        return None
+
+    def drop(self) -> None:
+        """Speech resumed, or the turn was cleared: the speculative transcription is of no use."""
+        if self._task is not None:
+            self._task.cancel()
+        self._task, self._key = None, None
