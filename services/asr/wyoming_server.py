@@ -41,6 +41,7 @@ from services.common.protocol.base import Error
 from services.common.server import SessionRegistry, is_loopback
 from services.common.validate import InputError, parse_json
 
+from .append_only import AppendOnlyText
 from .config import ASRConfig
 from .core import Closed, Configure, Output, SessionCore, TranscriptionFailed
 from .engines import Engines
@@ -144,7 +145,8 @@ class Utterance:
         self.language = language
         self.write = write
         self.started = False  # transcript-start sent
-        self.sent = ""  # chunk text sent for the turn being heard
+        self.text = AppendOnlyText()  # chunks of the turn being heard
+        self.space = False
         self.finals: list[str] = []
         self.done = asyncio.Event()
 
@@ -152,12 +154,14 @@ class Utterance:
         if isinstance(event, SpeechStart):
             await self._start()
         elif isinstance(event, Partial):
-            await self._chunk(event.text, keep=True)
+            if self.started:
+                await self._chunk(self.text.partial(event.text))
         elif isinstance(event, Final):
             await self._start()
-            await self._chunk(event.text, keep=False)
+            await self._chunk(self.text.final(event.text))
             self.finals.append(event.text.strip())
-            self.sent = ""
+            self.text = AppendOnlyText()
+            self.space = True  # a later turn's chunks start with the space `transcript` joins them with
         elif isinstance(event, TranscriptionFailed | Error):
             await self.write(WyomingError(text=event.message, code=event.code).event())
         elif isinstance(event, Closed):
@@ -172,12 +176,10 @@ class Utterance:
             self.started = True
             await self.write(TranscriptStart(language=self.language).event())
 
-    async def _chunk(self, text: str, keep: bool) -> None:
-        """The text past what was sent, when it extends it (chunks only append)."""
-        if not self.started or not text.startswith(self.sent) or len(text) == len(self.sent):
-            return
-        piece, self.sent = text[len(self.sent) :], text if keep else self.sent
-        await self.write(TranscriptChunk(text=piece).event())
+    async def _chunk(self, piece: str) -> None:
+        if piece:
+            piece, self.space = (" " + piece if self.space else piece), False
+            await self.write(TranscriptChunk(text=piece).event())
 
 
 class WyomingHandler(AsyncEventHandler):

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from services.asr import config as asr_config
+from services.asr.append_only import AppendOnlyText
 from services.asr.core import (
     AudioIn,
     Clear,
@@ -137,3 +138,15 @@ async def test_clear_drops_the_open_turn_without_a_final(engines):
     out = await run_core(engines, [AudioIn(pcm(concat(silence(0.3), said(COMPLETE)))), Clear(), Flush(), End()], none)
     assert out.of(SpeechStart) and not out.of(Final) and not out.of(TurnCommitted)
     assert out.events[-1] == Closed(1000, "end of stream")
+
+
+def test_append_only_text_holds_back_the_last_word_of_a_partial():
+    text = AppendOnlyText()
+    assert text.partial("How are you doing?") == "How are you "
+    assert text.partial("How are you doing today") == "doing "
+    assert text.partial("How are we") == ""  # disagrees with what was sent: nothing more
+    assert text.final("How are you doing today?") == "today?"
+    assert text.sent == "How are you doing today?"
+    other = AppendOnlyText()
+    assert other.partial("Hello") == ""  # one word: nothing stable yet
+    assert other.final("Hello there.") == "Hello there."

@@ -8,9 +8,9 @@ Server events: `session.created` / `session.updated`, `input_audio_buffer.speech
 (`{type, event_id, error: {type, code, message, param, event_id}}`). docs/asr.md has the details.
 
 What is OpenAI's and what is ours: the event shapes are OpenAI's; the turns, partials, limits,
-metrics and logs are the core's, the same as on `/v1/asr/stream`. Our partials are re-decodes of
-the whole turn so far, so a delta is sent only while the new text extends what was already sent
-(deltas are append-only on the wire); `completed` always carries the whole final transcript.
+metrics and logs are the core's, the same as on `/v1/asr/stream`. Deltas come from our partials
+through AppendOnlyText (services/asr/append_only.py); `completed` always carries the whole final
+transcript.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from services.common.protocol.base import Error
 from services.common.server import SessionRegistry
 from services.common.ws_endpoint import WebSocketEndpoint
 
+from ..append_only import AppendOnlyText
 from ..config import ASRConfig
 from ..core import Closed, Output, SessionCore, TranscriptionFailed, TurnCommitted, log
 from ..engines import Engines
@@ -106,8 +107,8 @@ class RealtimeSession(WebSocketEndpoint):
         self.created = False
         self.item: str | None = None  # the open turn's item
         self.previous_item: str | None = None
-        self.awaiting: collections.deque[tuple[str, str]] = collections.deque()  # (item, text sent as deltas)
-        self.sent = ""  # delta text already sent for the open item
+        self.awaiting: collections.deque[tuple[str, AppendOnlyText]] = collections.deque()  # committed, final due
+        self.text = AppendOnlyText()  # deltas of the open item
         self.appended_bytes = 0  # since the last commit / clear
         self.client_event_id: str | None = None
         self._timed_out = False
@@ -145,18 +146,17 @@ class RealtimeSession(WebSocketEndpoint):
             return []
         if isinstance(event, TurnCommitted):
             item = self._commit_item()
-            self.awaiting.append((item, self.sent))
-            self.sent = ""
+            self.awaiting.append((item, self.text))
+            self.text = AppendOnlyText()
             return [self._committed(item)]
         if isinstance(event, Partial):
-            return self._delta(self.item, self.sent, event.text, keep=True) if self.item else []
+            return self._delta(self.item, self.text.partial(event.text)) if self.item else []
         if isinstance(event, Final):
-            item, sent = self.awaiting.popleft() if self.awaiting else (self._commit_item(), "")
-            out = self._delta(item, sent, event.text, keep=False)
+            item, text = self.awaiting.popleft() if self.awaiting else (self._commit_item(), AppendOnlyText())
             seconds = round(max(0.0, event.end - event.start), 3)
-            return [*out, self._completed(item, event.text, seconds)]
+            return [*self._delta(item, text.final(event.text)), self._completed(item, event.text, seconds)]
         if isinstance(event, TranscriptionFailed):
-            item, _ = self.awaiting.popleft() if self.awaiting else (self._commit_item(), "")
+            item, _ = self.awaiting.popleft() if self.awaiting else (self._commit_item(), None)
             failure = {"type": "server_error", "code": event.code, "message": event.message, "param": None}
             return [server_event("conversation.item.input_audio_transcription.failed", item_id=item,
                                  content_index=0, error=failure)]  # fmt: skip
@@ -165,7 +165,7 @@ class RealtimeSession(WebSocketEndpoint):
         if isinstance(event, Error):  # raised by the core itself (idle timeout)
             return [error_event(CodedError(event.code, event.message))]
         if isinstance(event, _Cleared):
-            self.item, self.sent = None, ""
+            self.item, self.text = None, AppendOnlyText()
             return [server_event("input_audio_buffer.cleared")]
         if isinstance(event, _EmptyCommit):
             item = self._commit_item()
@@ -195,14 +195,11 @@ class RealtimeSession(WebSocketEndpoint):
             usage={"type": "duration", "seconds": seconds},
         )
 
-    def _delta(self, item: str, sent: str, text: str, keep: bool) -> list[str]:
-        """The part of `text` past what was already sent, if `text` extends it (deltas only append)."""
-        if not text.startswith(sent) or len(text) == len(sent):
+    def _delta(self, item: str, piece: str) -> list[str]:
+        if not piece:
             return []
-        if keep:
-            self.sent = text
         return [server_event("conversation.item.input_audio_transcription.delta", item_id=item, content_index=0,
-                             delta=text[len(sent):])]  # fmt: skip
+                             delta=piece)]  # fmt: skip
 
     async def send_error(self, error: CodedError) -> None:
         self.core.count_error(error)
