@@ -532,6 +532,14 @@ async def cmd_agent(args: argparse.Namespace) -> int:
             raise CLIError(f"agent refused the session: {exc}") from None
         if args.json:
             emit_json({"frame": "ready", "data": ready})
+        elif not args.quiet:
+            models = [
+                f"{k} {ready[f]}"
+                for k, f in (("ASR", "asr_model"), ("TTS", "tts_model"), ("LLM", "llm"))
+                if ready.get(f)
+            ]
+            if models:
+                progress.note("models: " + " · ".join(models))
         rate = int(ready.get("sample_rate") or 24000)
         sender = asyncio.create_task(send_file_to_agent(agent, samples, args, progress, sent_all))
         try:

@@ -194,6 +194,15 @@ function onError(payload) {
   logEvent("error", `${error.code || ""} ${error.message || ""}`.trim(), true);
 }
 
+// which models run, from the orchestrator's ready: ASR model, TTS engine and model, the LLM
+function showModels(ready) {
+  const parts = [];
+  if (ready.asr_model) parts.push(`ASR: ${ready.asr_model}`);
+  if (ready.tts_engine || ready.tts_model) parts.push(`TTS: ${ready.tts_model || ready.tts_engine}`);
+  if (ready.llm) parts.push(`LLM: ${ready.llm}`);
+  $("models").textContent = parts.join(" · ");
+}
+
 function onReady(payload) {
   const ready = json(payload);
   state.ready = ready;
@@ -205,6 +214,7 @@ function onReady(payload) {
     if (engine) engine.setOutputRate(rate);
   }
   setStatus("connected", ready.mode || "");
+  showModels(ready);
   logEvent("ready", JSON.stringify(ready));
   for (const pcm of preReady) {
     ws.send(pack(FrameType.AUDIO_CHUNK, pcm));

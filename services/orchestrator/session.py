@@ -166,6 +166,7 @@ class AgentSession:
             "llm": self.responder.label if self.config.mode == Mode.AGENT else None,
             "asr": "up" if self.asr.up else "down",
             "tts": "up" if self.tts.up else "down",
+            **self._models(),
         }
         logs.event(log, "session started", session_id=self.session_id, mode=self.config.mode)
         await self.output.ready(info)
@@ -174,6 +175,16 @@ class AgentSession:
             await self.output.error(code, message, False)
         self._early_errors.clear()
         return info
+
+    def _models(self) -> dict[str, str]:
+        """Which models the upstreams run, from their own `ready` events, for the page to show."""
+        asr_ready = getattr(self.asr.stream, "ready", None)
+        tts_ready = getattr(self.tts.stream, "ready", None)
+        return {
+            "asr_model": str((getattr(asr_ready, "config", None) or {}).get("model") or ""),
+            "tts_engine": getattr(tts_ready, "engine", "") or "",
+            "tts_model": getattr(tts_ready, "model", "") or "",
+        }
 
     async def push_audio(self, samples: np.ndarray) -> None:
         """User audio, float32 mono 16 kHz. Dropped (and counted) while the ASR is away."""

@@ -37,6 +37,8 @@ async def test_page_talks_with_the_agent(stack, browser, one_question):
     ready = await chrome.evaluate(f"{STATE}.ready")
     assert ready["mode"] == "agent" and ready["sample_rate"] >= 8000
     assert await chrome.evaluate(f"{STATE}.outputRate") == ready["sample_rate"]
+    models = await chrome.evaluate("document.getElementById('models').textContent")
+    assert f"ASR: {ready['asr_model']}" in models and f"TTS: {ready['tts_model']}" in models, models
 
     await chrome.wait_for(f"{STATE}.waterfalls.length >= 1", 60)
     # every sample the server sent is played out, then the ring buffer is empty

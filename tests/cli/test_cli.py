@@ -121,6 +121,8 @@ def test_agent_answers_a_wav(stack, question_wav, tmp_path):
     kinds = [f["frame"] for f in frames]
     assert kinds[0] == "ready" and kinds[-1] == "summary"
     ready = frames[0]["data"]
+    # the page and the CLI show which models run: the orchestrator passes on the upstreams' own ready
+    assert ready["tts_engine"] == "espeak" and ready["tts_model"].startswith("espeak-ng:") and ready["asr_model"]
     finals = [f for f in frames if f["frame"] == "transcription" and f["final"]]
     assert finals and kinds.index("transcription") < kinds.index("llm_chunk") < kinds.index("done")
     answer = "".join(f["text"] for f in frames if f["frame"] == "llm_chunk" and not f["needs_followup"])
@@ -142,6 +144,7 @@ def test_agent_direct_mode_human_output(stack, question_wav, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "you:" in result.stderr and "latency ms from end of speech" in result.stderr
+    assert "models: ASR " in result.stderr and "TTS espeak-ng:" in result.stderr
     assert read_wav(out)[2] > 0 and len(read_wav(out)[3]) > 0
 
 
