@@ -1,6 +1,8 @@
 """API-key check for HTTP and WebSocket, as one ASGI middleware.
 
-Browsers cannot set headers on a WebSocket, so a key is also accepted as `?api_key=` there.
+Browsers cannot set headers on a WebSocket, so a key is also accepted as `?api_key=` there, and
+only there: on plain HTTP a query key would land in access logs, proxy logs and browser history,
+so REST clients must send the `Authorization: Bearer` header.
 A refused WebSocket is accepted and then closed with 1008, because a close before accept turns
 into an HTTP 403 that most WebSocket clients report without the reason.
 """
@@ -23,6 +25,8 @@ def key_from_scope(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             if text.lower().startswith("bearer "):
                 return text[7:].strip()
+    if scope.get("type") != "websocket":
+        return None
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "api_key" in query:
         return query["api_key"][0]

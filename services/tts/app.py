@@ -57,6 +57,9 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
         engine_ok, why = runtime.synth.guard.ready() if runtime.synth else (True, "")
         if not engine_ok:  # circuit breaker open
             return False, why
+        store_down = await runtime.store.backend.unavailable() if runtime.store else None
+        if store_down:  # Redis down: known voices still speak, but registration would fail here
+            return False, store_down
         return True, ""
 
     async def shutdown() -> None:

@@ -80,6 +80,10 @@ class Backend(ABC):
     async def close(self) -> None:  # noqa: B027 (optional hook)
         pass
 
+    async def unavailable(self) -> str | None:
+        """Why the store cannot take registrations now (for /ready), or None when it can."""
+        return None
+
 
 class RedisBackend(Backend):
     """Keys: `tts:voice:<id>` (hash: meta, wav, cond:<fingerprint>) and the set `tts:voices`.
@@ -150,6 +154,13 @@ class RedisBackend(Backend):
             return bool(deleted)
 
         return await self._call(remove())
+
+    async def unavailable(self) -> str | None:
+        try:
+            await self._call(self._redis.ping())
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
 
     async def close(self) -> None:
         await self._redis.aclose()
