@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from services.common import logs
 from services.common.breaker import EngineGuard
@@ -42,7 +43,8 @@ def describe_model(config: TTSConfig, choice: EngineChoice) -> str:
         return f"piper:{config.piper.default_voice}"
     if choice.engine == "chatterbox":
         settings = choice.chatterbox or config.chatterbox
-        return f"chatterbox-{settings.variant}:{settings.model_dir or HUB_REPOS[settings.variant]}"
+        # a checkpoint directory by its name: clients are never told the server's file system paths
+        return f"chatterbox-{settings.variant}:{Path(settings.model_dir).name or HUB_REPOS[settings.variant]}"
     return f"espeak-ng:{config.espeak_voice}"
 
 

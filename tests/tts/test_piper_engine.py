@@ -148,3 +148,18 @@ def test_voice_config_is_read_from_the_json(voices_dir):
     found = find_voices(voices_dir)
     assert sorted(found) == [JOE, "test_copy-medium"]
     assert found[JOE].sample_rate == json.loads((voices_dir / f"{JOE}.onnx.json").read_text())["audio"]["sample_rate"]
+
+
+def test_the_model_named_to_clients_is_never_a_server_path(tmp_path):
+    from services.tts.runtime import describe_model
+
+    checkpoint = tmp_path / "my-checkpoint"
+    checkpoint.mkdir()
+    for env, expected in (
+        ({"TTS_ENGINE": "chatterbox", "TTS_MODEL_DIR": str(checkpoint)}, "chatterbox-original:my-checkpoint"),
+        ({"TTS_ENGINE": "chatterbox", "TTS_MODEL_DIR": "hub"}, "chatterbox-original:ResembleAI/chatterbox"),
+        ({"TTS_ENGINE": "piper"}, f"piper:{JOE}"),
+        ({"TTS_ENGINE": "espeak"}, "espeak-ng:en-us"),
+    ):
+        cfg = tts_config.load(env)
+        assert describe_model(cfg, choose(cfg)) == expected
