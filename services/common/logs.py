@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import traceback
@@ -14,6 +15,13 @@ import traceback
 from .errors import CodedError
 
 _LOG_CONTENT = False
+# a WebSocket's `?api_key=` (browsers cannot send headers) is in the path uvicorn logs on accept
+_QUERY_KEY = re.compile(r"(api_key=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Credentials out of a log line: `api_key=K` in a logged URL becomes `api_key=<redacted>`."""
+    return _QUERY_KEY.sub(r"\1<redacted>", text) if "api_key=" in text.lower() else text
 
 
 def safe_exc(exc: BaseException) -> str:
@@ -57,13 +65,13 @@ class JsonFormatter(logging.Formatter):
             "ts": round(time.time(), 3),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
     def formatException(self, ei) -> str:  # noqa: N802 (logging's name)

@@ -48,6 +48,10 @@ async def test_query_key_is_for_websockets_only(keyed_tts):
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 30)
     assert info.value.rcvd.code == 1008
+    # uvicorn logs each WebSocket's path with its query on accept: the key must not be in it
+    log_text = keyed_tts.log_path.read_text()
+    assert "WebSocket /v1/tts/stream?api_key=<redacted>" in log_text
+    assert KEY not in log_text
 
 
 def _closed_by_server(sock: socket.socket, limit_s: float = 30.0) -> bool:
