@@ -12,9 +12,10 @@ import pytest
 
 from services.common.audio import wav_bytes
 from tests.browser.cdp import CHROMIUM, Chromium
+from tests.helpers import corpus
 from tests.helpers.fake_claude import FakeClaude
 from tests.helpers.procs import ARTIFACTS
-from tests.helpers.speech import concat, silence, speak
+from tests.helpers.speech import concat, silence, speak, speak_piper, trimmed
 from tests.helpers.stack import Stack, agent_stack
 
 MIC_RATE = 48000  # what a real microphone delivers; the capture worklet resamples to 16 kHz
@@ -40,11 +41,17 @@ def write_mic_wav(directory: Path, name: str, *parts) -> Path:
     return path
 
 
+# a sentence of the fixed speech set (tests/helpers/corpus.py), in the Piper voice: the page must
+# show these words as the user's line
+QUESTION = corpus.PIPER_SENTENCES[1]
+MAX_WER = 0.06  # the Piper half's limit in tests/asr/test_wer.py
+
+
 @pytest.fixture(scope="module")
 def one_question(wav_dir) -> Path:
     """One spoken question between silences: the fake microphone plays it once, then silence."""
     return write_mic_wav(
-        wav_dir, "one_question", silence(1.0, MIC_RATE), speak("What is the weather like today?", MIC_RATE),
+        wav_dir, "one_question", silence(1.0, MIC_RATE), trimmed(speak_piper(QUESTION, MIC_RATE)),
         silence(1.0, MIC_RATE),
     )  # fmt: skip
 

@@ -1,6 +1,7 @@
 """The browser client in real headless Chromium against the real stack: the page captures the fake
 microphone through its AudioWorklet, streams it over /v1/agent/stream, and plays the agent's answer
-through its playback worklet. Assertions read `window.voiceState` and the DOM, never pixels or words."""
+through its playback worklet. Assertions read `window.voiceState` and the DOM, never pixels; words
+through a WER threshold."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import asyncio
 import json
 
 from services.common.protocol.agent import WATERFALL_STAGES
-from tests.browser.conftest import API_KEY
+from tests.browser.conftest import API_KEY, MAX_WER, QUESTION
 from tests.helpers.procs import ARTIFACTS
+from tests.helpers.wer import wer
 
 SHORT_REPLY = "Sure. It is sunny and warm today. Enjoy it."
 # 12 sentences of 8 words: TTS makes audio faster than it plays, so once the answer starts there is
@@ -50,10 +52,16 @@ async def test_page_talks_with_the_agent(stack, browser, one_question):
     # microphone → 16 kHz frames → server
     assert s["micFrames"] > 0 and s["framesSent"] > 0
     assert s["contextRate"] >= 8000
-    # transcript: a final arrived and is shown as the user's line
+    # transcript: a final arrived and is shown as the user's line, with the words spoken into the
+    # fake microphone (48 kHz WAV → capture worklet → 16 kHz → ASR with Whisper tiny.en)
     assert len(s["transcripts"]) >= 1
-    user_lines = await chrome.evaluate("[...document.querySelectorAll('#conversation li.user')].length")
-    assert user_lines == len(s["transcripts"])
+    user_lines = await chrome.evaluate(
+        "[...document.querySelectorAll('#conversation li.user .text')].map(e => e.textContent)"
+    )
+    assert len(user_lines) == len(s["transcripts"])
+    shown = " ".join(user_lines)
+    print(f"\n[wer] browser page shows {shown!r} for {QUESTION!r}: {wer(QUESTION, shown):.2%}")
+    assert wer(QUESTION, shown) <= MAX_WER, (QUESTION, shown)
     # the chain reached Claude with that final as the user's message
     request = stack.claude.requests[requests_before]
     assert request["messages"][-1]["role"] == "user"
