@@ -2,7 +2,8 @@
 concurrent streams, measured by a WebSocket client against the real service
 (`python -m services.tts` on a loopback port).
 
-Engines: espeak-ng, and Chatterbox with the generated random-weight checkpoint (the real
+Engines: espeak-ng, Piper (the real en_US-joe-medium voice, 1 onnxruntime thread per synthesis,
+TTS_MAX_CONCURRENT=2 = one per core here), and Chatterbox with the generated random-weight checkpoint (the real
 chatterbox-tts 0.1.7 architecture and size — T3 Llama-520M, S3Gen, VoiceEncoder — with random
 weights) on CPU. Random weights never emit the stop token, so every request runs to the token cap
 set below; the token and flow-step settings are printed in the report.
@@ -31,6 +32,7 @@ CHATTERBOX_ENV = {
     "TTS_MAX_CONCURRENT": "4",
 }
 ESPEAK_ENV = {"TTS_ENGINE": "espeak", "TTS_MAX_CONCURRENT": "4"}
+PIPER_ENV = {"TTS_ENGINE": "piper", "TTS_MAX_CONCURRENT": "2", "TTS_PIPER_THREADS": "1"}
 GPU_NOTE = (
     "No GPU in this environment: the GPU comparison against the anchor (first chunk 472 ms, RTF 0.499 on an "
     "RTX 4090) could not be run. The CUDA path (TTS_DEVICE=auto → cuda) is written but not exercised here."
@@ -108,6 +110,7 @@ def run(report: Report) -> None:
         "of audio received (< 1 is faster than real time). N concurrent streams each send the same request at once.",
     )
     rows = measure("espeak", ESPEAK_ENV, TEXT, rounds=3)
+    rows += measure("piper (joe, CPU)", PIPER_ENV, TEXT, rounds=3)
     cb_settings = ", ".join(f"{k}={v}" for k, v in CHATTERBOX_ENV.items() if k != "TTS_ENGINE")
     rows += measure("chatterbox (tiny-random, CPU)", CHATTERBOX_ENV, "Hello there, how are you today?", rounds=1)
     report.table(["engine", "streams", "requests", "TTFA p50 ms", "TTFA max ms", "RTF p50", "audio s", "chunks"], rows)
@@ -115,7 +118,9 @@ def run(report: Report) -> None:
         "Chatterbox here is the generated checkpoint: the real chatterbox-tts 0.1.7 architecture and size "
         f"(T3 Llama-520M with CFG, S3Gen, VoiceEncoder) with random weights, on CPU; settings: {cb_settings}. "
         "Random weights never stop on their own, so each request runs to the token cap; compute per token is "
-        "that of the real model, the audio is noise. espeak-ng runs as a subprocess per text piece."
+        "that of the real model, the audio is noise. espeak-ng runs as a subprocess per text piece. Piper speaks "
+        "each sentence phrase by phrase (TTS_PIPER_PHRASE_CHARS=80), one onnxruntime thread per synthesis, at most "
+        "TTS_MAX_CONCURRENT=2 at once: at 4 streams two wait for a slot."
     )
     report.text(GPU_NOTE)
 
