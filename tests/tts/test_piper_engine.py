@@ -140,6 +140,13 @@ def test_auto_without_chatterbox_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["piper", "piper", "False"]
+    # a CPU install has no torch at all: the whole app still builds and speaks with Piper
+    blocked = "import sys; sys.modules['torch'] = None; sys.modules['chatterbox'] = None\n"
+    app = "from services.tts.app import create_app; create_app(cfg)\n"
+    out = subprocess.run([sys.executable, "-c", blocked + code + app], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:2] == ["piper", "piper"]
 
 
 def test_voice_config_is_read_from_the_json(voices_dir):
