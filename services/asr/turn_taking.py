@@ -37,22 +37,22 @@ MIN_SPEECH_FRAMES = 2  # 64 ms: a single loud frame (a click) does not open a tu
 NEGATIVE_OFFSET = 0.15  # Silero's hysteresis: below threshold - 0.15 counts as silence
 
 
-# words after which an English sentence goes on: articles, prepositions, conjunctions,
-# possessives, auxiliaries and the like. A turn whose text ends on one waits longer.
+# words after which an English sentence goes on: articles, prepositions, conjunctions, possessive
+# determiners and fillers. Words that often end a sentence too ("you", "it", "that", "can",
+# "is" ...) are left out: a wrong hold costs up to ASR_CONTINUATION_WAIT_SECS of waiting.
 CONTINUATION_WORDS = frozenset(
-    """a an the to of in on at by for from with into onto about as than and or but nor so because
-    if that which who whose whom where when while although though unless until since my your his
-    her its our their this these those some any every each no very more most is are was were be
-    been am has have had do does did will would shall should can could may might must i we you
-    they he she it there let's just like um uh""".split()
+    """a an the to of in into onto on at by for from with about as than like and or but nor
+    because if although though unless until while whereas my your his its our their very um uh
+    let's""".split()
 )
 _WORD = re.compile(r"[a-z']+")
 
 
 def ends_mid_sentence(text: str) -> bool:
-    """True when `text` ends on a continuation word with no sentence-ending punctuation after it."""
-    stripped = text.strip()
-    if not stripped or stripped[-1] in ".?!":
+    """True when `text` ends on a continuation word. Trailing '.', ',', '!' and ellipses are ignored
+    (Whisper closes a fragment with "..." or "." as readily as a sentence); a '?' is trusted."""
+    stripped = text.strip().rstrip(".,!…").rstrip()
+    if not stripped or text.strip().endswith("?"):
         return False
     words = _WORD.findall(stripped.lower())
     return bool(words) and words[-1] in CONTINUATION_WORDS

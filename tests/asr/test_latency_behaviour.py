@@ -1,0 +1,172 @@
+"""Latency behaviours of the stream, pinned on stream time (never wall time), with the real models
+(Silero, Smart Turn v3.2, Whisper tiny.en) and real espeak speech, through the session core:
+
+- the onset after a split is kept (the ring of recent audio survives a finalize);
+- a complete sentence ends before max_silence_secs (Smart Turn re-checks as the silence grows);
+- a fragment ending in "to" is not finalized at stop_secs (the transcript signal);
+- the end-of-turn report in `final` carries every check.
+The scheduler's "finals first" is pinned in tests/asr/test_scheduler.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+from services.asr import config as asr_config
+from services.asr.core import AudioIn, Closed, Configure, End, SessionCore
+from services.asr.engines import Engines
+from services.asr.ring import AudioRing
+from services.asr.turn_taking import Endpointing, TurnTaker, ends_mid_sentence
+from services.asr.vad import FRAME_S, FRAME_SAMPLES
+from services.common.audio import encode
+from services.common.protocol.asr import Final, StreamConfig, TurnDetection
+from tests.asr.conftest import COMPLETE, FAST_ENV, said
+from tests.helpers.speech import concat, silence
+from tests.helpers.wer import wer, words
+
+SECOND = "Bring me the red book from the shelf."
+FRAGMENT = "I would really like to"
+
+
+@pytest.fixture(scope="module")
+async def engines(models_dir, espeak):
+    config = asr_config.load({**os.environ, **FAST_ENV})
+    engines = Engines(config)
+    await asyncio.to_thread(engines.load)
+    engines.transcriber.start()
+    yield engines
+    await engines.transcriber.stop()
+    engines.shutdown()
+
+
+async def finals(engines, audio: np.ndarray, detection: TurnDetection) -> list[Final]:
+    """Stream `audio` through a core as fast as it takes it (stream time is the sample clock)."""
+    core = SessionCore(engines.config, engines)
+    out: list = []
+    closed = asyncio.Event()
+
+    async def send(event) -> None:
+        out.append(event)
+        if isinstance(event, Closed):
+            closed.set()
+
+    core.open(send)
+    await core.handle(Configure(StreamConfig(partials=False, turn_detection=detection)))
+    step = 1600
+    for i in range(0, len(audio), step):
+        await core.handle(AudioIn(encode(audio[i : i + step], "pcm_s16le")))
+    await core.handle(End())
+    await asyncio.wait_for(closed.wait(), 120)
+    await core.close()
+    return [e for e in out if isinstance(e, Final)]
+
+
+# ---------------------------------------------------------------- the onset after a split
+def test_ring_keeps_the_pad_across_a_finalize():
+    ring = AudioRing(0, pad_s=0.3)
+    frames = [np.full(FRAME_SAMPLES, i, dtype=np.float32) for i in range(40)]  # 1.28 s, frame i holds i
+    for frame in frames[:20]:
+        ring.append(frame)
+    ring.finalized(speech_end=10 * FRAME_S)  # turn 1: speech ended at frame 10, finalized at frame 20
+    for frame in frames[20:]:
+        ring.append(frame)
+    audio, start = ring.turn_audio(turn_start=25 * FRAME_S)  # turn 2 opens 5 frames after the finalize
+    assert start == pytest.approx(25 * FRAME_S - 0.3, abs=1 / 16000)  # the whole pad, from before the finalize
+    assert audio[0] < 20 and audio[-1] == 39
+    audio, start = ring.turn_audio(turn_start=12 * FRAME_S)  # a pad never reaches into turn 1's speech
+    assert start == pytest.approx(10 * FRAME_S) and audio[0] == 10
+
+
+async def test_the_first_word_after_a_split_is_kept(engines):
+    """Turn 1 ends on silence (vad mode, deterministic), speech resumes 0.35 s after its end, i.e.
+    about 0.15 s after the finalize: the second final still has its first word."""
+    audio = concat(silence(0.4), said(COMPLETE), silence(0.35), said(SECOND), silence(0.6))
+    first, second = await finals(engines, audio, TurnDetection(mode="vad", stop_secs=0.2))
+    assert wer(COMPLETE, first.text) <= 0.25, first.text
+    assert wer(SECOND, second.text) <= 0.25, second.text
+    assert words(second.text)[0] == "bring", second.text
+    assert "today" not in words(second.text)  # the pad stops at the end of turn 1's speech
+
+
+# ---------------------------------------------------------------- end of turn that re-checks
+def pattern(taker: TurnTaker, speech_frames: int, silence_frames: int, probability: float, text: str | None):
+    actions = []
+    for i in range(speech_frames + silence_frames):
+        now = round((i + 1) * FRAME_S, 3)
+        step = taker.frame(0.9 if i < speech_frames else 0.05, now)
+        actions += step
+        if any(a.kind == "check_turn" for a in step):
+            actions += taker.turn_probability(probability, now, text)
+    return [a for a in actions if a.kind == "finalize"]
+
+
+def test_an_unsure_complete_sentence_ends_at_a_recheck_not_at_max_silence():
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    taker = TurnTaker(detection, endpointing=Endpointing(recheck_secs=(0.5, 1.0), decay=0.5))
+    (final,) = pattern(taker, 30, 120, probability=0.2, text="Thank you very much.")
+    assert final.reason == "smart_turn"
+    assert [c.threshold for c in final.checks] == [0.5, 0.25, 0.125]  # the bar falls with the silence
+    assert final.checks[-1].silence == pytest.approx(1.0, abs=FRAME_S)
+    assert final.checks[-1].silence < detection.max_silence_secs
+    once = TurnTaker(detection, endpointing=Endpointing.once())  # one check only: waits for max_silence
+    (late,) = pattern(once, 30, 120, probability=0.2, text="Thank you very much.")
+    assert late.reason == "silence_timeout"
+
+
+def test_a_turn_ending_on_a_continuation_word_is_held():
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    taker = TurnTaker(detection, endpointing=Endpointing(recheck_secs=(0.5, 1.0), continuation_wait_s=2.0))
+    (final,) = pattern(taker, 30, 120, probability=0.9, text="I would like to")
+    assert final.reason == "smart_turn" and final.held == "continuation"
+    assert final.checks[0].silence == pytest.approx(0.2, abs=FRAME_S)  # sure, but held
+    assert final.checks[-1].silence == pytest.approx(2.0, abs=FRAME_S)  # ended once the hold was over
+
+
+@pytest.mark.parametrize(
+    ("text", "mid"),
+    [
+        ("I would like to", True),
+        ("I would really like to...", True),
+        ("and the", True),
+        ("Give it to me.", False),
+        ("Thank you", False),
+        ("Where are you from?", False),
+        ("", False),
+    ],
+)
+def test_continuation_words(text, mid):
+    assert ends_mid_sentence(text) is mid
+
+
+async def test_complete_sentences_end_before_max_silence(engines):
+    """Real speech, real Smart Turn: each complete sentence ends by Smart Turn, with silence to
+    spare before max_silence_secs, and its final says which checks ran."""
+    texts = (COMPLETE, "What time does the train leave tomorrow?", "Thank you very much for your help.")
+    audio = concat(silence(0.4), *[concat(said(t), silence(3.5)) for t in texts])
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0)
+    got = await finals(engines, audio, detection)
+    assert len(got) == len(texts), [f.text for f in got]
+    for text, final in zip(texts, got, strict=True):
+        assert wer(text, final.text) <= 0.3, final.text
+        assert final.end_of_turn.reason == "smart_turn", final.end_of_turn
+        deciding = final.end_of_turn.checks[-1]
+        assert deciding["silence"] < detection.max_silence_secs
+        assert deciding["probability"] >= deciding["threshold"]
+
+
+async def test_a_fragment_ending_in_to_is_not_finalized_at_stop_secs(engines):
+    """Threshold 0: Smart Turn calls everything complete, so only the transcript can hold the turn."""
+    audio = concat(silence(0.4), said(FRAGMENT), silence(2.6), said(COMPLETE), silence(1.0))
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.0)
+    got = await finals(engines, audio, detection)
+    first = got[0]
+    assert words(first.text)[-1] == "to", first.text
+    assert first.end_of_turn.held == "continuation"
+    assert first.end_of_turn.checks[0]["silence"] == pytest.approx(0.2, abs=FRAME_S)  # said complete, held
+    assert first.end_of_turn.checks[-1]["silence"] >= engines.config.continuation_wait_s - FRAME_S
+    assert wer(COMPLETE, got[-1].text) <= 0.25  # the next sentence is its own turn, ended at once
+    assert got[-1].end_of_turn.held is None

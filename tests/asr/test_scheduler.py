@@ -1,0 +1,81 @@
+"""The ASR scheduler on the real engine (Whisper tiny.en): finals first, shed partials, dropped
+speculative work. Order is read from the scheduler's record of what started, never from times."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import numpy as np
+import pytest
+
+from services.asr import config as asr_config
+from services.asr.engines import Request
+from services.asr.transcriber import Transcriber
+from tests.asr.conftest import COMPLETE, FAST_ENV, said
+from tests.helpers.speech import concat, silence
+
+
+@pytest.fixture(scope="module")
+def transcriber(models_dir, espeak):
+    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_BATCH_SIZE": "1"})
+    engine = Transcriber(config)
+    engine.load()
+    return engine
+
+
+async def until(predicate, what: str) -> None:
+    for _ in range(3000):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+def long_clip() -> np.ndarray:
+    """~25 s of speech: a partial on it keeps the one worker busy while the test queues more."""
+    clip = concat(said(COMPLETE), silence(0.5))
+    return np.tile(clip, int(25 * 16000 / len(clip)))
+
+
+async def test_a_final_is_never_queued_behind_a_partial(transcriber):
+    transcriber.start()
+    try:
+        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
+        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
+        first = len(transcriber.order) - 1  # where the long partial's start is recorded
+        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        queued = [asyncio.create_task(transcriber.transcribe(Request(turn, "partial"))) for _ in range(2)]
+        await until(lambda: transcriber.waiting["partial"] == 2, "two partials wait")
+        assert transcriber.accepts_partial() is False  # the queue is full: a session skips its partial
+        final = asyncio.create_task(transcriber.transcribe(Request(turn, "final", word_timestamps=True)))
+        await until(lambda: transcriber.waiting["final"] == 1, "the final waits")
+        assert transcriber.accepts_partial() is False  # never while a final waits
+        result = await final
+        outcomes = await asyncio.gather(busy, *queued, return_exceptions=True)
+    finally:
+        await transcriber.stop()
+    assert result.words and "how" in result.text.lower()
+    # the running partial cannot be interrupted; the final goes next, before both partials queued ahead of it
+    assert transcriber.order[first : first + 2] == ["partial", "final"], transcriber.order
+    for outcome in outcomes[1:]:  # each queued partial either ran after the final or was shed unrun
+        assert isinstance(outcome, asyncio.CancelledError) or outcome.text
+
+
+async def test_work_nobody_awaits_is_dropped_before_it_runs(transcriber):
+    """A speculative final the session threw away (its task cancelled) never takes the engine."""
+    transcriber.start()
+    try:
+        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
+        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
+        before = len(transcriber.order)
+        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        speculative = asyncio.create_task(transcriber.transcribe(Request(turn, "final")))
+        await until(lambda: transcriber.waiting["final"] == 1, "the speculative final waits")
+        speculative.cancel()
+        kept = await transcriber.transcribe(Request(turn, "final"))
+        await busy
+    finally:
+        await transcriber.stop()
+    assert kept.text
+    assert transcriber.order[before:] == ["final"]  # one final ran: the kept one
