@@ -92,6 +92,23 @@ def transcribe(asr: ServiceProcess, wav: bytes) -> str:
     return response.json()["text"]
 
 
+async def transcribe_stream(asr: ServiceProcess, audio16k: np.ndarray) -> str:
+    """Through the ASR's own streaming WebSocket (the client library), turn ended by `end`."""
+    from clients.voice import ASRStream
+    from services.common.protocol import asr as asr_protocol
+
+    config = {"sample_rate": 16000, "language": "en", "partials": False, "turn_detection": {"mode": "none"}}
+    finals = []
+    async with ASRStream(asr.ws_url, config) as stream:
+        for start in range(0, len(audio16k), 1600):
+            await stream.send_audio(audio16k[start : start + 1600])
+        await stream.end()
+        async for event in stream:
+            if isinstance(event, asr_protocol.Final):
+                finals.append(event.text)
+    return " ".join(finals)
+
+
 def metric(service: ServiceProcess, name: str) -> float:
     text = httpx.get(service.url + "/metrics", timeout=10).text
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
@@ -132,11 +149,14 @@ async def test_ws_whole_sentence_transcribes_back(services):
 
 
 async def test_ws_token_by_token_transcribes_back(services):
-    """The same sentence as LLM tokens (`text` messages of a word or less each), then `end`."""
+    """The same sentence as LLM tokens (`text` messages of a word or less each), then `end`; the
+    16 kHz audio goes straight into the ASR's streaming WebSocket."""
     tts, asr = services
     tokens = [t for word in re.findall(r"\S+\s*", SENTENCE) for t in (word[:3], word[3:]) if t]
     stream = await TTSStream.open(tts.ws_url)
     try:
+        await stream.send(type="config", sample_rate=16000)
+        assert (await stream.event())["sample_rate"] == 16000
         for token in tokens:
             await stream.send(type="text", request_id="tokens", text=token)
         await stream.send(type="end", request_id="tokens")
@@ -144,7 +164,7 @@ async def test_ws_token_by_token_transcribes_back(services):
     finally:
         await stream.close()
     assert events[-1]["type"] == "synthesis_complete", events[-1]
-    heard = await asyncio.to_thread(transcribe, asr, wav_bytes(audio_of(events, "tokens"), 24000))
+    heard = await transcribe_stream(asr, audio_of(events, "tokens"))  # the ASR's WebSocket this time
     assert wer(SENTENCE, heard) <= MAX_WER, heard
 
 
