@@ -7,7 +7,10 @@ message_delta (stop_reason, usage), message_stop. Without `stream` it answers on
 
 Knobs (attributes, change them between requests): `reply`, `ttft_s` (time to first token),
 `token_delay_s`, `mode`: "ok" | "429" | "529" | "midstream_error" (an `event: error` with an
-overloaded_error after `error_after_tokens` deltas). Every request body is kept in `requests`
+overloaded_error after `error_after_tokens` deltas), `fail_requests`: with a failing mode, only
+that many requests fail, then it answers "ok" again (None = every request fails; the count goes
+down as requests arrive, so a test can watch a service recover). A 429 carries `retry-after`
+(seconds) like Anthropic's. Every request body is kept in `requests`
 (so tests can check the history the orchestrator sent), `aborted` counts streams the client cut.
 
     with FakeClaude(reply="Hello there.", ttft_s=0.2) as claude:
@@ -55,12 +58,16 @@ class FakeClaude:
         token_delay_s: float = 0.01,
         mode: str = "ok",
         error_after_tokens: int = 3,
+        fail_requests: int | None = None,
+        retry_after_s: int = 1,
     ) -> None:
         self.reply = reply
         self.ttft_s = ttft_s
         self.token_delay_s = token_delay_s
         self.mode = mode
         self.error_after_tokens = error_after_tokens
+        self.fail_requests = fail_requests
+        self.retry_after_s = retry_after_s
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.aborted = 0
@@ -113,20 +120,29 @@ class FakeClaude:
         self.requests.append(body)
         self.headers.append(dict(request.headers))
         request_id = "req_" + uuid.uuid4().hex[:20]
-        if self.mode in ERROR_BODIES:
-            status, kind, message = ERROR_BODIES[self.mode]
+        mode = self.mode
+        if mode != "ok" and self.fail_requests is not None:
+            if self.fail_requests <= 0:
+                mode = "ok"
+            else:
+                self.fail_requests -= 1
+        if mode in ERROR_BODIES:
+            status, kind, message = ERROR_BODIES[mode]
             await asyncio.sleep(min(self.ttft_s, 0.05))
+            headers = {"request-id": request_id, "x-should-retry": "false"}
+            if status == 429:
+                headers["retry-after"] = str(self.retry_after_s)
             return JSONResponse(
                 {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id},
                 status_code=status,
-                headers={"request-id": request_id, "x-should-retry": "false"},
+                headers=headers,
             )
         model = body.get("model", "claude-test")
         if not body.get("stream"):
             await asyncio.sleep(self.ttft_s)
             return JSONResponse(self._message(model, self.reply, "end_turn"), headers={"request-id": request_id})
         return StreamingResponse(
-            self._stream(model, tokens_of(self.reply), self.mode),
+            self._stream(model, tokens_of(self.reply), mode),
             media_type="text/event-stream",
             headers={"request-id": request_id, "cache-control": "no-cache"},
         )
