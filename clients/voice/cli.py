@@ -426,13 +426,15 @@ async def speak_rest(args: argparse.Namespace, status: Status) -> int:
                     async for part in response.aiter_bytes():
                         out.write(part)
                         received += len(part)
-                        status.show(f"received {max(0, received - 44) / 2 / rate:.2f} s of audio", key="audio")
+                        if received > 44:  # past the WAV header: audio is coming
+                            status.show(f"received {(received - 44) / 2 / rate:.2f} s of audio", key="audio")
         except httpx.TimeoutException:
             raise gave_up(base, args.timeout, "audio" if received <= 44 else "more audio") from None
     status.done()
     fix_wav_sizes(args.output)
     if not args.quiet:
-        print(f"wrote {args.output} ({received} bytes)", file=sys.stderr)
+        seconds = max(0, received - 44) / 2 / rate
+        print(f"wrote {args.output}: {seconds:.3f} s at {rate} Hz ({received} bytes)", file=sys.stderr)
     return 0
 
 
