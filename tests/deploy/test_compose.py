@@ -1,67 +1,36 @@
 """docker-compose.yml, the Dockerfiles and the nginx config checked against what the code reads.
 
-No Docker engine runs here (nor in CI), so nothing is built or started: these tests parse the files
-and compare them with the services themselves — each service's `from_env` (through an EnvReader,
-which records every variable it reads), its real `--help`, and the nginx renderer — so a renamed
-setting, a wrong port or a stale rendered config fails here instead of in someone's deployment.
+These tests parse the files and compare them with the services themselves — each service's
+`from_env` (through an EnvReader, which records every variable it reads), its real `--help`, and
+the nginx renderer (tests/deploy/agreement.py) — so a renamed setting, a wrong port or a stale
+rendered config fails here, in seconds. The same files are built and started for real by
+scripts/compose-test.sh (`make test-compose`, tests/deploy/compose/).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as md
-import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
 
 from deploy.nginx.render import PRESETS, render
-from services.common.config import EnvReader
-
-REPO = Path(__file__).resolve().parents[2]
-PORTS = {"asr": 8001, "tts": 8002, "orchestrator": 8000}
-# variables the processes read outside EnvReader (libraries, the interpreter, the shared config module)
-RUNTIME_VARS = {
-    "MODELS_DIR",  # services/common/config.py: where models/ is
-    "HF_HOME",  # huggingface_hub cache (faster-whisper and Chatterbox downloads)
-    "HF_HUB_DISABLE_PROGRESS_BARS",
-    "TRANSFORMERS_VERBOSITY",
-    "PYTHONUNBUFFERED",
-    "PIP_NO_CACHE_DIR",
-    "PIP_DISABLE_PIP_VERSION_CHECK",
-    "LD_LIBRARY_PATH",  # CUDA libraries for CTranslate2 in the GPU ASR image
-}
-
-
-class _Reset:
-    """Compose's `!reset` tag (drop the inherited value), kept as a marker."""
-
-    def __init__(self, value):
-        self.value = value
-
-
-class _ComposeLoader(yaml.SafeLoader):
-    pass
-
-
-def _reset(loader: yaml.SafeLoader, node: yaml.Node) -> _Reset:
-    if isinstance(node, yaml.SequenceNode):
-        return _Reset(loader.construct_sequence(node, deep=True))
-    if isinstance(node, yaml.MappingNode):
-        return _Reset(loader.construct_mapping(node, deep=True))
-    return _Reset(loader.construct_scalar(node))
-
-
-_ComposeLoader.add_constructor("!reset", _reset)
-
-
-def load_compose(name: str) -> dict:
-    return yaml.load((REPO / name).read_text(), Loader=_ComposeLoader)
+from tests.deploy.agreement import (
+    PORTS,
+    REPO,
+    RUNTIME_VARS,
+    Reset,
+    compose_variables,
+    dockerfile,
+    interpolate,
+    known_settings,
+    load_compose,
+    readers_for,
+)
+from tools.models.__main__ import RUN_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -74,67 +43,48 @@ def cpu_override() -> dict:
     return load_compose("docker-compose.cpu.yml")
 
 
-def interpolate(value: str) -> str:
-    """Compose's ${VAR:-default} / ${VAR} with nothing set: the default, or empty."""
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", str(value))
-
-
-def compose_variables(text: str) -> set[str]:
-    return set(re.findall(r"\$\{(\w+)", text))
-
-
-def readers_for(service: str, environ: dict[str, str]) -> EnvReader:
-    """An EnvReader run through the service's own from_env (and the Twilio bridge's, which the
-    orchestrator reads too): its .docs are every variable the code reads, .problems the bad values."""
-    env = EnvReader(environ=environ)
-    module = importlib.import_module(f"services.{service}.config")
-    cls = next(
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and hasattr(obj, "from_env") and obj.__module__ == module.__name__
-    )
-    cls.from_env(env)
-    if service == "orchestrator":
-        from services.orchestrator.twilio.config import TwilioConfig
-
-        TwilioConfig.from_env(env)
-    return env
-
-
-def known_settings(service: str) -> set[str]:
-    return {doc.name for doc in readers_for(service, {}).docs}
-
-
-def dockerfile(service: str) -> dict:
-    """ENV, EXPOSE, CMD, HEALTHCHECK and RUN lines of services/<svc>/Dockerfile (continuations joined)."""
-    text = (REPO / "services" / service / "Dockerfile").read_text()
-    text = re.sub(r"\\\n", " ", text)
-    out: dict = {"env": {}, "run": [], "expose": [], "cmd": None, "healthcheck": None}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("ENV "):
-            for name, value in re.findall(r"(\w+)=(\S+)", line[4:]):
-                out["env"][name] = value
-        elif line.startswith("RUN "):
-            out["run"].append(line[4:])
-        elif line.startswith("EXPOSE "):
-            out["expose"] += [int(p) for p in line[7:].split()]
-        elif line.startswith("CMD "):
-            out["cmd"] = json.loads(line[4:])
-        elif line.startswith("HEALTHCHECK "):
-            out["healthcheck"] = json.loads(line[line.index("CMD ") + 4 :])
-    return out
-
-
 # ------------------------------------------------------------------ structure
 def test_compose_has_the_five_services_with_restart_and_health(compose):
     services = compose["services"]
-    assert set(services) == {"redis", "asr", "tts", "orchestrator", "nginx"}
+    assert set(services) == {"redis", "asr", "tts", "orchestrator", "nginx", "models"}
     for name, svc in services.items():
+        if name == "models":
+            continue
         assert svc.get("restart") in ("unless-stopped", "always"), name
         assert "test" in svc.get("healthcheck", {}), f"{name} has no health check"
     assert services["tts"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert set(services["nginx"]["depends_on"]) == {"asr", "tts", "orchestrator"}
+
+
+def test_models_come_from_the_init_service_not_the_images(compose):
+    """`models` runs what `make models` runs for `make run`, into the volume asr and tts mount, and
+    both wait for it to finish; no Dockerfile fetches or copies weights."""
+    models = compose["services"]["models"]
+    assert models["restart"] == "no"
+    assert models["command"] == ["python", "-m", "tools.models", *RUN_STEPS]
+    asr = compose["services"]["asr"]
+    assert models["image"] == asr["image"] and models["build"] == asr["build"]
+    assert "tools" in " ".join(dockerfile("asr")["copy"]), "the models service needs tools/ in the ASR image"
+    for name in ("asr", "tts"):
+        assert compose["services"][name]["depends_on"]["models"]["condition"] == "service_completed_successfully"
+        assert models["volumes"] == compose["services"][name]["volumes"] == ["model-cache:/cache"]
+    for name in ("asr", "tts", "orchestrator"):
+        text = (REPO / "services" / name / "Dockerfile").read_text()
+        assert "tools.models" not in " ".join(dockerfile(name)["run"]), f"{name} bakes models into its image"
+        assert not re.search(r"^COPY\s+models", text, flags=re.M)
+
+
+@pytest.mark.parametrize("service", ["asr", "tts", "orchestrator"])
+def test_the_build_ca_is_a_secret_never_a_layer(service):
+    """The CA bundle a test machine's pip needs reaches the build only as a BuildKit secret."""
+    image = dockerfile(service)
+    text = (REPO / "services" / service / "Dockerfile").read_text()
+    assert not re.search(r"(ca-certificates\.crt|\.pem|PIP_CERT=/)", " ".join(image["copy"]) + str(image["env"]))
+    pip_runs = [r for r in image["run"] if "pip install" in r]
+    assert pip_runs and all(r.startswith("--mount=type=secret,id=pip_ca") for r in pip_runs)
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm$", text, flags=re.M)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\}$", text, flags=re.M)
+    assert re.search(r"^USER 10001$", text, flags=re.M), "images run as an unprivileged user"
 
 
 @pytest.mark.parametrize("service", ["asr", "tts", "orchestrator"])
@@ -191,7 +141,7 @@ def test_gpu_reservations_and_the_cpu_variant(compose, cpu_override):
     for name in ("asr", "tts"):
         cpu = cpu_override["services"][name]
         reset = cpu["deploy"]["resources"]["reservations"]["devices"]
-        assert isinstance(reset, _Reset) and reset.value == []
+        assert isinstance(reset, Reset) and reset.value == []
         merged = {k: interpolate(v) for k, v in compose["services"][name]["environment"].items()}
         merged.update({k: interpolate(v) for k, v in cpu["environment"].items()})
         reader = readers_for(name, merged)
@@ -199,7 +149,14 @@ def test_gpu_reservations_and_the_cpu_variant(compose, cpu_override):
         assert set(cpu["environment"]) <= known_settings(name)
     assert cpu_override["services"]["asr"]["environment"]["ASR_DEVICE"] == "cpu"
     assert cpu_override["services"]["asr"]["build"]["args"]["GPU"] == "0"
-    assert "whl/cpu" in cpu_override["services"]["tts"]["build"]["args"]["TORCH_INDEX"]
+    assert cpu_override["services"]["models"]["build"]["args"]["GPU"] == "0"
+    # the light TTS image: Piper + espeak-ng, no torch; the GPU file adds Chatterbox
+    assert cpu_override["services"]["tts"]["build"]["args"]["EXTRAS"] == "tts"
+    assert "chatterbox" in compose["services"]["tts"]["build"]["args"]["EXTRAS"].split(",")
+    project = _toml()["project"]
+    closure = _closure(project["dependencies"] + project["optional-dependencies"]["tts"])
+    assert "piper-tts" in closure and "torch" not in closure, "the tts extra pulls torch"
+    assert re.search(r'pip install .*-e "\.\[\$EXTRAS\]"', " ".join(dockerfile("tts")["run"]))
 
 
 def test_model_cache_volume_holds_hf_cache_and_models(compose):
@@ -263,7 +220,8 @@ def _toml() -> dict:
 
 def test_dockerignore_keeps_heavy_and_secret_files_out():
     ignored = set((REPO / ".dockerignore").read_text().split())
-    assert {".venv", "models", ".git", ".env", "tests/artifacts"} <= ignored
+    assert {".venv", "models", ".git", ".env", ".compose-test", "deploy/certs"} <= ignored
+    assert "tests" in ignored or "tests/artifacts" in ignored
 
 
 # ------------------------------------------------------------------ nginx in compose

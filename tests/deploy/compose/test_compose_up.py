@@ -90,7 +90,12 @@ class Stack:
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*compose_command(), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+            [*compose_command(), *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             check=check,
         )
 
@@ -178,9 +183,10 @@ def test_every_service_is_ready_and_the_models_came_through_the_init_service(sta
     for name in SEEDED:
         assert (stack.cache / "models" / name).exists(), name
     # light TTS image: TTS_ENGINE=auto picked Piper (no torch in the image)
-    assert "piper" in httpx.get(stack.url("tts") + "/ready", timeout=10).text.lower() or "piper" in stack.compose(
-        "logs", "--no-color", "tts"
-    ).stdout.lower()
+    assert (
+        "piper" in httpx.get(stack.url("tts") + "/ready", timeout=10).text.lower()
+        or "piper" in stack.compose("logs", "--no-color", "tts").stdout.lower()
+    )
 
 
 def test_one_transcription_through_nginx(stack):
