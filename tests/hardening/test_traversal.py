@@ -118,6 +118,9 @@ async def _ws_bad_ids(service, ids: list[str]) -> None:
             error = (await stream.until("error", "synthesis_complete"))[-1]
             assert error["type"] == "error" and error["code"] in ("invalid_voice_id", "unknown_voice"), (bad, error)
             clip = wav_bytes(speak("Register outside the store.", rate=24000), 24000)
+            await stream.send(type="config", voice_id=bad)
+            error = (await stream.until("error", "ready"))[-1]
+            assert error["type"] == "error" and error["code"] in ("invalid_voice_id", "unknown_voice"), (bad, error)
             await stream.send(type="register_voice", voice_id=bad, reference_audio=base64.b64encode(clip).decode())
             error = (await stream.until("error", "voice_registered"))[-1]
             assert error["type"] == "error" and error["code"] in ("invalid_voice_id", "bad_voice_id"), (bad, error)

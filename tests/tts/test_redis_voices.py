@@ -76,7 +76,9 @@ async def test_voice_registered_in_one_process_is_used_by_another_and_survives_r
                 files={"file": ("r.wav", base64.b64decode(clip_b64("Rest outage clip.")), "audio/wav")},
             )
             assert upload.status_code == 503 and upload.json()["error"]["code"] == "voice_store_unavailable"
-            assert (await http.get(a.url + "/ready")).status_code == 200  # still serving
+            # not ready (issue 9: a replica that cannot register voices leaves the rotation), but alive
+            assert (await http.get(a.url + "/ready")).status_code == 503
+            assert (await http.get(a.url + "/health")).status_code == 200
 
         redis.start()  # same port, empty (no persistence)
         await on_a.send(type="register_voice", voice_id="after-outage", reference_audio=clip_b64("Back again."))
