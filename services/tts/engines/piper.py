@@ -98,6 +98,9 @@ class PiperEngine(Engine):
         except ImportError:
             raise EngineError("engine_unavailable", "piper-tts is not installed (pip install .[tts])") from None
         self.settings = settings
+        # piper-tts logs the text it speaks at DEBUG ("text=…"): user text stays out of our logs,
+        # even with LOG_LEVEL=DEBUG
+        logging.getLogger("piper").setLevel(logging.INFO)
         self._files = find_voices(Path(settings.voices_dir))
         if not self._files:
             raise EngineError(
