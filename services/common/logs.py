@@ -68,8 +68,8 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(fields)
+        if fields:  # an exception passed as a field gets the same gate as a traceback
+            entry.update({k: safe_exc(v) if isinstance(v, BaseException) else v for k, v in fields.items()})
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

@@ -48,6 +48,7 @@ def test_formatter_keeps_exception_messages_out_unless_log_content(monkeypatch):
             except RuntimeError as exc:
                 logger.exception("synthesis failed")
                 logs.event(logger, "synthesis failed", level=logging.ERROR, error=logs.safe_exc(exc))
+                logs.event(logger, "synthesis failed", level=logging.ERROR, error=exc)  # the object itself
             logs.event(logger, "coded", error=logs.safe_exc(CodedError("bad_audio", "reference audio is silent")))
         finally:
             logger.removeHandler(handler)
