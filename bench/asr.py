@@ -1,8 +1,9 @@
 """ASR benchmark: final latency after end of speech, overhead over raw faster-whisper, turn-detector
 and VAD cost, and how many real-time streams one process holds before final latency doubles.
 
-Everything runs against the real service (`python -m services.asr` on a loopback port) with the
-generated tiny Whisper, the real Smart Turn v3.2 and Silero weights, and espeak-ng speech.
+Everything runs against the real service (`python -m services.asr` on a loopback port) with
+Whisper tiny.en, the real Smart Turn v3.2 and Silero weights, and espeak-ng speech. The WER section
+(raw faster-whisper vs the service on the fixed speech set) is bench/asr_wer.py, run at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import websockets
 
+from bench import asr_wer
 from bench.report import Report, median, pct
 from services.asr import config as asr_config
 from services.asr.features import smart_turn_features
@@ -219,7 +221,7 @@ def run(report: Report) -> None:
     load = os.getloadavg()
     report.section(
         "ASR",
-        f"Model `{config.model_name}` (generated tiny random Whisper, CTranslate2) on "
+        f"Model `{config.model_name}` (Whisper tiny.en, real weights, CTranslate2) on "
         f"{'CUDA' if config.device == 'cuda' else 'CPU'} (`ASR_DEVICE={config.device}`, compute type auto → "
         f"int8 on CPU), `ASR_CPU_THREADS={config.cpu_threads}`, beam size {BEAM_SIZE}, temperature schedule "
         f"`ASR_TEMPERATURES={TEMPERATURES}` (no fallback), `ASR_WORKERS={config.workers}`, "
@@ -342,3 +344,4 @@ def run(report: Report) -> None:
         f"smart turn {statistics.median(decision_times) * 1e3:.1f} ms; vad {median(vad_per_frame) * 1e3:.3f} ms/frame",
         flush=True,
     )
+    asr_wer.run(report)  # words beside the latency: raw faster-whisper vs REST vs stream (bench/asr_wer.py)

@@ -11,13 +11,13 @@ import asyncio
 import json
 
 import httpx
-import numpy as np
 import pytest
 
 from services.asr import config as asr_config
-from services.common.audio import decode, encode, wav_bytes
+from services.common.audio import wav_bytes
+from tests.asr.conftest import FAST_ENV
 from tests.asr.streaming import stream_audio
-from tests.helpers import corpus
+from tests.helpers import corpus, raw_asr
 from tests.helpers.procs import ARTIFACTS
 from tests.helpers.wer import corpus_wer
 
@@ -30,31 +30,12 @@ RESULTS = ARTIFACTS / "asr-wer.json"
 each_engine = pytest.mark.parametrize("engine", corpus.ENGINES)
 
 
-def as_sent(audio: np.ndarray) -> np.ndarray:
-    """The samples the service decodes from 16-bit PCM: raw faster-whisper gets exactly these."""
-    return decode(encode(audio, "pcm_s16le"), "pcm_s16le")
-
-
 @pytest.fixture(scope="module")
 def raw_model(models_dir):
-    """faster-whisper itself, configured as the service configures it (tests/asr/conftest.py FAST_ENV)."""
-    from faster_whisper import WhisperModel
-
-    config = asr_config.load({"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2"})
+    """faster-whisper itself, configured as the service is (tests/asr/conftest.py FAST_ENV)."""
+    config = asr_config.load(FAST_ENV)
     assert config.model == str(asr_config.LOCAL_MODEL), "the default model is tiny.en"
-    return WhisperModel(config.model, device="cpu", compute_type="int8", cpu_threads=config.cpu_threads)
-
-
-def raw_text(model, audio: np.ndarray) -> str:
-    segments, _ = model.transcribe(
-        as_sent(audio),
-        language="en",
-        beam_size=1,
-        temperature=0.0,
-        condition_on_previous_text=False,
-        vad_filter=False,
-    )
-    return "".join(s.text for s in segments)
+    return raw_asr.load(config), config
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +52,8 @@ def raw_wers(raw_model, measured) -> dict[str, float]:
     """Raw faster-whisper's corpus WER per engine, each clip as a file would hold it."""
     out = {}
     for engine in corpus.ENGINES:
-        pairs = [(c.text, raw_text(raw_model, c.padded(PAD_S, PAD_S))) for c in corpus.sentences(engine)]
+        model, config = raw_model
+        pairs = [(c.text, raw_asr.text(model, c.padded(PAD_S, PAD_S), config)) for c in corpus.sentences(engine)]
         out[engine] = corpus_wer(pairs)
         measured.setdefault(engine, {})["raw"] = round(out[engine], 4)
         print(f"\n[wer] raw faster-whisper {engine}: {out[engine]:.2%}")
