@@ -39,7 +39,8 @@ from services.common.limits import CapacityError, SessionLimiter
 from services.common.protocol.asr import Final, Partial, SpeechStart, StreamConfig, TurnDetection
 from services.common.protocol.base import Error
 from services.common.server import SessionRegistry, is_loopback
-from services.common.validate import InputError, parse_json
+from services.common.validate import InputError
+from services.common.wyoming import WyomingInputError, read_event  # the bounded reader, shared with TTS
 
 from .append_only import AppendOnlyText
 from .config import ASRConfig
@@ -48,59 +49,8 @@ from .engines import Engines
 
 log = logging.getLogger("voice.asr.wyoming")
 
-MAX_LINE_BYTES = 64 * 1024  # one header line
-MAX_DATA_BYTES = 64 * 1024  # the JSON `data` block that may follow it
 PROGRAM = "voice-stack-asr"
 _ids = itertools.count(1)
-
-
-class WyomingInputError(CodedError):
-    """Bad input on a Wyoming connection; `resync` False when the byte stream cannot be trusted on."""
-
-    def __init__(self, code: str, message: str, resync: bool = True) -> None:
-        super().__init__(code, message, fatal=not resync)
-
-
-async def read_event(reader: asyncio.StreamReader, max_payload: int) -> Event | None:
-    """One Wyoming event (header line, optional data, optional payload), bounded; None at EOF."""
-    try:
-        line = await reader.readline()
-    except ValueError:  # longer than the reader's limit: the stream is out of step
-        raise WyomingInputError("too_large", f"event header over {MAX_LINE_BYTES} bytes", resync=False) from None
-    if not line:
-        return None
-    header = _json_object(line, "event header")
-    kind = header.get("type")
-    if not isinstance(kind, str) or not kind:
-        raise WyomingInputError("missing_type", "every event needs a string 'type'")
-    data = header.get("data") or {}
-    if not isinstance(data, dict):
-        raise WyomingInputError("bad_event", "'data' must be an object")
-    data_length = _length(header, "data_length", MAX_DATA_BYTES)
-    payload_length = _length(header, "payload_length", max_payload)
-    if data_length:
-        data = {**data, **_json_object(await reader.readexactly(data_length), "event data")}
-    payload = await reader.readexactly(payload_length) if payload_length else None
-    return Event(type=kind, data=data, payload=payload)
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = parse_json(raw)
-    except InputError as exc:
-        raise WyomingInputError("bad_json", f"{what}: {exc.message}") from None
-    if not isinstance(value, dict):
-        raise WyomingInputError("bad_json", f"{what} must be a JSON object")
-    return value
-
-
-def _length(header: dict[str, Any], name: str, limit: int) -> int:
-    value = header.get(name) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise WyomingInputError("bad_event", f"{name} must be a non-negative integer", resync=False)
-    if value > limit:
-        raise WyomingInputError("too_large", f"{name} {value} is over the limit of {limit} bytes", resync=False)
-    return value
 
 
 def languages(model_name: str) -> list[str]:

@@ -18,6 +18,7 @@ from . import metrics
 from .rest import make_routes
 from .runtime import TTSRuntime
 from .session import TTSSession
+from .wyoming_server import WyomingTTS
 
 # library chatter (download bars, tokenizer fork warnings) stays out of the JSON logs
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -29,6 +30,7 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
     runtime = TTSRuntime(cfg)
     registry = SessionRegistry()
     limiter = SessionLimiter(cfg.common.max_sessions, on_reject=metrics.SESSIONS_REJECTED.inc)
+    wyoming = WyomingTTS(runtime, limiter) if cfg.wyoming_port else None  # same core, limiter, metrics
 
     async def stream(ws: WebSocket) -> None:
         async def serve() -> None:
@@ -62,7 +64,14 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
             return False, store_down
         return True, ""
 
+    async def startup() -> None:
+        await runtime.start()
+        if wyoming is not None:
+            await wyoming.start()
+
     async def shutdown() -> None:
+        if wyoming is not None:
+            await wyoming.stop()
         await registry.close_all()
         await runtime.stop()
 
@@ -70,7 +79,7 @@ def create_app(cfg: tts_config.TTSConfig) -> Starlette:
         [*make_routes(runtime, limiter), WebSocketRoute("/v1/tts/stream", stream)],
         cfg.common,
         ready,
-        startup=runtime.start,
+        startup=startup,
         shutdown=shutdown,
         state={"runtime": runtime},
         registry=registry,

@@ -65,6 +65,8 @@ class TTSConfig:
     max_text_chars: int
     piece_max_chars: int
     max_upload_bytes: int
+    wyoming_port: int = 0
+    wyoming_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: EnvReader) -> TTSConfig:
@@ -139,6 +141,12 @@ class TTSConfig:
             max_text_chars=env.int("TTS_MAX_TEXT_CHARS", 4096, "largest text per request", min=16),
             piece_max_chars=env.int("TTS_PIECE_MAX_CHARS", 300, "longest piece sent to the model at once", min=16),
             max_upload_bytes=env.int("TTS_MAX_UPLOAD_BYTES", 10 << 20, "largest reference upload (REST)", min=1024),
+            wyoming_port=env.int(
+                "TTS_WYOMING_PORT", 0, "Wyoming TTS server port (Home Assistant; 0 = off, e.g. 10200)", min=0, max=65535
+            ),
+            wyoming_host=env.str(
+                "TTS_WYOMING_HOST", "127.0.0.1", "Wyoming bind address: it has no auth, keep it on loopback or a LAN"
+            ),
         )
 
 

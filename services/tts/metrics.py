@@ -15,6 +15,7 @@ REQUESTS = counter("tts", "requests_total", "synthesis requests by outcome", lab
 QUEUE_DEPTH = gauge("tts", "queue_depth", "text pieces waiting for a synthesis slot")
 ACTIVE_SYNTHESES = gauge("tts", "active_syntheses", "syntheses running now")
 ACTIVE_STREAMS = gauge("tts", "active_streams", "open /v1/tts/stream WebSocket sessions")
+WYOMING_CONNECTIONS = gauge("tts", "wyoming_connections", "open Wyoming TCP connections (TTS_WYOMING_PORT)")
 SESSIONS_REJECTED = counter("tts", "sessions_rejected_total", "WebSocket sessions refused at capacity")
 VOICE_CACHE_HITS = counter("tts", "voice_cache_hits_total", "registered voices found in the in-process cache")
 VOICE_CACHE_MISSES = counter("tts", "voice_cache_misses_total", "registered voices loaded from the store")
