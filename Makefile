@@ -37,6 +37,11 @@ lint: install-test
 bench: models-test
 	@$(PY) -m bench
 
+# reliability harness (fuzz, soak, faults, bombs) -> bench/out/RELIABILITY.md; not part of `make test`
+# (tests/soak runs a short version of each part). Shorten: SOAK_MINUTES=3 make soak, or SOAK_ARGS="--minutes 1"
+soak: models-test
+	@$(PY) -m bench.soak $(SOAK_ARGS)
+
 docs-config: install
 	@$(PY) -m tools.config_table
 

@@ -214,15 +214,19 @@ def _code(response: httpx.Response) -> str:
         return response.text[:60]
 
 
-async def claude_faults(s) -> list[dict]:
+CLAUDE_FAULTS = {
+    "429": "Claude 429 rate limit",
+    "529": "Claude 529 overloaded",
+    "midstream_error": "Claude error event mid-stream",
+}
+
+
+async def claude_faults(s, modes: tuple[str, ...] = tuple(CLAUDE_FAULTS)) -> list[dict]:
     rows = []
     s.claude.reply = "Fine, thank you. Anything else?"
     agent = await Agent.open(s.orchestrator.ws_url)
-    for mode, label in (
-        ("429", "Claude 429 rate limit"),
-        ("529", "Claude 529 overloaded"),
-        ("midstream_error", "Claude error event mid-stream"),
-    ):
+    for mode in modes:
+        label = CLAUDE_FAULTS[mode]
         s.claude.mode, s.claude.fail_requests = mode, 1
         mark = agent.mark()
         started = time.monotonic()
