@@ -13,6 +13,8 @@ from openai import AsyncOpenAI
 
 from services.common.audio import encode, resample
 from tests.asr.conftest import COMPLETE, COMPLETE_2, said
+from tests.asr.test_wer import MAX_GAP, MAX_WER
+from tests.helpers import corpus
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import corpus_wer, wer
 
@@ -202,3 +204,24 @@ async def test_wrong_intent_gets_an_error_and_close_1008(asr):
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
     assert ws.close_code == 1008
+
+
+async def test_piper_stream_turn_by_turn_with_server_vad(asr):
+    """The project's speech set (tests/helpers/corpus.py): one Piper stream of five sentences with
+    0.8-1.6 s gaps; server VAD with 500 ms of silence gives one item per sentence, and the words
+    hold to the stream test's bound (Piper's corpus WER bound plus the service's allowed gap)."""
+    stream = corpus.streams("piper")[0]
+    async with connect(asr) as conn:
+        await next_event(conn)
+        vad = {"type": "server_vad", "silence_duration_ms": 500}
+        await conn.session.update(session=session({"type": "audio/pcm", "rate": 24000}, vad))
+        assert (await next_event(conn)).type == "session.updated"
+        # the stream ends 0.5 s after its last word: a second more, so the VAD's 500 ms are reached
+        await append(conn, at_rate(concat(stream.audio, silence(1.0)), 24000), "pcm_s16le", 24000)
+        events: list = []
+        completed = "conversation.item.input_audio_transcription.completed"
+        done = [await until(conn, completed, events) for _ in stream.clips]
+    pairs = [(clip.text, item.transcript) for clip, item in zip(stream.clips, done, strict=True)]
+    error = corpus_wer(pairs)
+    print(f"\n[wer] realtime piper stream 0: {error:.2%}")
+    assert error <= MAX_WER["piper"] + MAX_GAP, pairs
