@@ -16,7 +16,8 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 
 from services.common.audio import encode
-from tests.asr.conftest import COMPLETE, COMPLETE_2, FAST_ENV, said
+from tests.asr.conftest import COMPLETE, FAST_ENV, said
+from tests.helpers import corpus
 from tests.helpers.procs import ServiceProcess, free_port
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import wer
@@ -66,17 +67,18 @@ async def test_home_assistant_exchange(wyoming):
     (model,) = program.models
     assert model.name == "whisper-tiny.en" and model.languages == ["en"]
 
-    speech = concat(silence(0.3), said(COMPLETE_2), silence(0.3))
+    # a voice command from the fixed speech set, in the real Piper voice
+    command = next(c for c in corpus.sentences("piper") if "lights" in c.text)
     async with AsyncTcpClient("127.0.0.1", wyoming.wyoming_port) as client:
         await client.write_event(Transcribe(language="en").event())
-        await utterance(client, speech)
+        await utterance(client, command.padded(0.3, 0.3))
         events = await transcript_events(client)
     kinds = [e.type for e in events]
     assert kinds[0] == "transcript-start" and kinds[-2:] == ["transcript", "transcript-stop"]
     assert set(kinds[1:-2]) <= {"transcript-chunk"}
     assert TranscriptStart.from_event(events[0]).language == "en"
     text = Transcript.from_event(events[-2]).text
-    assert wer(COMPLETE_2, text) <= 0.25, text
+    assert wer(command.text, text) <= 0.25, text
     streamed = "".join(TranscriptChunk.from_event(e).text for e in events if TranscriptChunk.is_type(e.type))
     assert streamed.strip() == text  # the chunks add up to the transcript
 
