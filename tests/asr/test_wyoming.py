@@ -147,3 +147,22 @@ async def test_malformed_bytes_on_the_wire(wyoming):
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed
     finally:
         writer.close()
+
+
+async def test_graceful_shutdown_delivers_the_open_utterance(wyoming):
+    """Last in this module (it stops the service): SIGTERM while an utterance is open (audio sent,
+    no audio-stop yet) still delivers its transcript before the process exits."""
+    speech = concat(silence(0.3), said(COMPLETE), silence(0.3))
+    async with AsyncTcpClient("127.0.0.1", wyoming.wyoming_port) as client:
+        await client.write_event(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
+        pcm = encode(speech, "pcm_s16le")
+        await client.write_event(AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=pcm).event())
+        await client.write_event(Ping(text="sync").event())  # once pong is back, the audio is in
+        while not Pong.is_type((await read(client)).type):
+            pass
+        stopping = asyncio.create_task(asyncio.to_thread(wyoming.stop))
+        events = await transcript_events(client)
+        await stopping
+    text = Transcript.from_event(next(e for e in events if Transcript.is_type(e.type))).text
+    assert wer(COMPLETE, text) <= 0.25, text
+    assert wyoming.proc.poll() is not None
