@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 
+import httpx
 import pytest
 import websockets
 from openai import AsyncOpenAI
@@ -98,6 +99,8 @@ async def test_server_vad_two_turns_with_the_sdk(asr):
     started = [e for e in events if e.type == "input_audio_buffer.speech_started"]
     assert 300 <= started[0].audio_start_ms <= 600
     assert corpus_wer([(COMPLETE, first.transcript), (COMPLETE_2, second.transcript)]) <= 0.2
+    metrics = (await asyncio.to_thread(httpx.get, asr.url + "/metrics")).text  # labelled with this transport
+    assert 'voice_asr_audio_seconds_total{source="realtime"}' in metrics
     for done in (first, second):  # deltas only append, and never run past the final text
         deltas = "".join(e.delta for e in events if e.type.endswith(".delta") and e.item_id == done.item_id)
         assert done.transcript.startswith(deltas)
@@ -185,6 +188,11 @@ async def test_bad_events_get_openai_errors_and_the_session_goes_on(asr):
         # the audio settings are fixed once audio has flowed; the session keeps them
         await conn.session.update(session=session({"type": "audio/pcmu"}, None))
         await expect_error(conn, "session_update_too_late", "session")
+        noise = {"type": "transcription", "audio": {"input": {"noise_reduction": {"type": "far_field"}}}}
+        await conn.session.update(session=noise)  # an echoed-only field: taken, no audio setting changes
+        updated = await next_event(conn)
+        assert updated.type == "session.updated" and updated.session.audio.input.noise_reduction.type == "far_field"
+        assert updated.session.audio.input.format.type == "audio/pcm"
         # binary frames are not the protocol
         await conn.send_raw(b"\x00\x01")
         assert (await next_event(conn)).error.code == "invalid_value"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -79,6 +80,8 @@ async def test_home_assistant_exchange(wyoming):
     assert TranscriptStart.from_event(events[0]).language == "en"
     text = Transcript.from_event(events[-2]).text
     assert wer(command.text, text) <= 0.25, text
+    metrics = (await asyncio.to_thread(httpx.get, wyoming.url + "/metrics")).text
+    assert 'voice_asr_audio_seconds_total{source="wyoming"}' in metrics
     streamed = "".join(TranscriptChunk.from_event(e).text for e in events if TranscriptChunk.is_type(e.type))
     assert streamed.strip() == text  # the chunks add up to the transcript
 
