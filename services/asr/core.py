@@ -57,6 +57,7 @@ from . import metrics
 from .config import ASRConfig
 from .endpointing import Endpointer, endpointing
 from .engines import Engines
+from .intake import Intake
 from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
 from .turn_taking import Action, TurnTaker
@@ -186,6 +187,8 @@ class SessionCore:
         self.sender: asyncio.Task | None = None
         self.pending_finals: collections.deque[asyncio.Task] = collections.deque()
         self.lock = asyncio.Lock()  # audio intake vs. a shutdown arriving from another task
+        # received audio waits here, so a transport never stops reading while the engine is busy
+        self.intake = Intake(self._process, Budget.from_config(config.common).max_audio_s, self._internal)
         self._apply(initial or Configure(config.stream_defaults))
 
     # ------------------------------------------------------------ setup
@@ -207,6 +210,7 @@ class SessionCore:
         self._reset_audio()
         self.turn_id = 0
         self.turn_id_finalized = 0
+        self.finalized_at = 0  # the sample clock when the last turn ended (OpenAI: the buffer was committed)
 
     def _reset_audio(self) -> None:
         self.pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet a whole VAD frame
@@ -245,6 +249,7 @@ class SessionCore:
         sender = self.sender
         if sender is not None and not sender.done():
             sender.cancel()  # nothing left to deliver to
+        await self.intake.stop()
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*(t for t in (sender, *self.tasks) if t is not None), return_exceptions=True)
@@ -285,6 +290,15 @@ class SessionCore:
 
     def _emit(self, message: Output) -> None:
         self.outbox.put_nowait(message)
+
+    def _internal(self, exc: Exception) -> None:
+        """A bug while processing received audio: logged by type only (no user data), reported, and the
+        session goes on (what the transports' receive loop does for errors raised in a hook)."""
+        logs.event(log, "unexpected error in session", logging.ERROR, session_id=self.id, error=type(exc).__name__)
+        if isinstance(exc, CodedError):
+            self.report(exc)
+        else:
+            self.report(CodedError("internal", "internal error; the audio was not processed"))
 
     def report(self, error: CodedError) -> None:
         """A client error, as an `error` event in order with the rest."""
@@ -351,6 +365,10 @@ class SessionCore:
             raise ProtocolError(exc.code, exc.message + "; frame ignored") from None
         self.audio_seen = True
         metrics.audio_seconds.labels(self.source).inc(len(samples) / self.stream.sample_rate)
+        await self.intake.put(samples, len(samples) / self.stream.sample_rate)
+
+    async def _process(self, samples: np.ndarray) -> None:
+        """The intake's consumer (services/asr/intake.py): audio in arrival order through the VAD."""
         await self._wait_for_engine()
         async with self.lock:
             if not self.ending:
@@ -358,6 +376,7 @@ class SessionCore:
 
     async def flush(self) -> bool:
         """End the open turn now; True when there was one (its final is queued)."""
+        await self.intake.drained()  # the audio received before the flush belongs to the turn
         async with self.lock:
             before = self.turn_id_finalized
             await self._finish_turn(EndReason.FLUSH)
@@ -365,6 +384,7 @@ class SessionCore:
 
     async def clear(self) -> None:
         """Forget the open turn and the audio not yet through the VAD; no final for it."""
+        await self.intake.drained()  # in order: the audio received before the clear is what it drops
         async with self.lock:
             self.endpointer.drop()
             self.turns.reset()
@@ -394,6 +414,7 @@ class SessionCore:
         await self.delivered()  # until the final and the close are out
 
     async def _close_stream(self, reason: str, code: int, close_reason: str) -> None:
+        await self.intake.drained()  # nothing accepted is lost: the audio received so far gets its final
         async with self.lock:
             if self.ending:
                 return
@@ -475,6 +496,7 @@ class SessionCore:
         self.ring.finalized(action.speech_end)  # the ring stays: the next turn's pre-speech pad is intact
         self.turn_open = False
         self.turn_id_finalized = self.turn_id
+        self.finalized_at = self.clock
         transcript = self.endpointer.take(action)
         if transcript is None:
             transcript = self._task(self._transcribe_final(audio))

@@ -170,3 +170,46 @@ async def test_a_fragment_ending_in_to_is_not_finalized_at_stop_secs(engines):
     assert first.end_of_turn.checks[-1]["silence"] >= engines.config.continuation_wait_s - FRAME_S
     assert wer(COMPLETE, got[-1].text) <= 0.25  # the next sentence is its own turn, ended at once
     assert got[-1].end_of_turn.held is None
+
+
+# ---------------------------------------------------------------- intake never waits on the engine
+async def test_audio_is_taken_while_the_engine_is_stuck_and_nothing_is_lost(engines):
+    """The engine's one worker is held: turns pile up past MAX_PENDING_FINALS, yet every audio
+    frame is taken at once (a transport keeps reading, so it keeps answering pings); once the
+    engine is back every turn gets its final."""
+    import threading
+
+    from services.asr.core import MAX_PENDING_FINALS
+
+    texts = [COMPLETE, "What time does the train leave tomorrow?"] * 3
+    assert len(texts) > MAX_PENDING_FINALS
+    release = threading.Event()
+    blocker = engines.transcriber._executor.submit(release.wait)  # the worker thread is busy until set
+    core = SessionCore(engines.config, engines)
+    out: list = []
+    closed = asyncio.Event()
+
+    async def send(event) -> None:
+        out.append(event)
+        if isinstance(event, Closed):
+            closed.set()
+
+    core.open(send)
+    await core.handle(Configure(StreamConfig(partials=False, turn_detection=TurnDetection(mode="vad"))))
+    try:
+        for text in texts:
+            audio = concat(silence(0.3), said(text), silence(0.6))
+            for i in range(0, len(audio), 1600):
+                # a hang guard only: with the intake, each call returns without waiting on the engine
+                await asyncio.wait_for(core.handle(AudioIn(encode(audio[i : i + 1600], "pcm_s16le"))), 30)
+        assert not [e for e in out if isinstance(e, Final)]  # the engine really was held
+    finally:
+        release.set()
+        blocker.result()
+    await core.handle(End())
+    await asyncio.wait_for(closed.wait(), 120)
+    await core.close()
+    got = [e for e in out if isinstance(e, Final)]
+    assert len(got) == len(texts)
+    for text, final in zip(texts, got, strict=True):
+        assert wer(text, final.text) <= 0.3, final.text
