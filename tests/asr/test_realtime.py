@@ -229,6 +229,11 @@ async def test_piper_stream_turn_by_turn_with_server_vad(asr):
         events: list = []
         completed = "conversation.item.input_audio_transcription.completed"
         done = [await until(conn, completed, events) for _ in stream.clips]
+        # the VAD committed every sentence; what is left is the trailing silence: an empty item
+        await conn.input_audio_buffer.commit()
+        tail: list = []
+        empty = await until(conn, completed, tail)
+        assert [e.type for e in tail] == ["input_audio_buffer.committed", completed] and empty.transcript == ""
     pairs = [(clip.text, item.transcript) for clip, item in zip(stream.clips, done, strict=True)]
     error = corpus_wer(pairs)
     print(f"\n[wer] realtime piper stream 0: {error:.2%}")

@@ -37,6 +37,7 @@ from ..append_only import AppendOnlyText
 from ..config import ASRConfig
 from ..core import Closed, Output, SessionCore, TranscriptionFailed, TurnCommitted, log
 from ..engines import Engines
+from ..transcript import SAMPLE_RATE
 from .config import FORMATS, RealtimeError, default_session, merged, to_configure
 
 MIN_COMMIT_MS = 100  # OpenAI refuses to commit less than this
@@ -110,6 +111,7 @@ class RealtimeSession(WebSocketEndpoint):
         self.awaiting: collections.deque[tuple[str, AppendOnlyText]] = collections.deque()  # committed, final due
         self.text = AppendOnlyText()  # deltas of the open item
         self.appended_bytes = 0  # since the last commit / clear
+        self.turns_seen = 0  # core.turn_id_finalized at the last commit: more since = the VAD committed
         self.client_event_id: str | None = None
         self._timed_out = False
 
@@ -291,9 +293,18 @@ class RealtimeSession(WebSocketEndpoint):
                 f"audio, but buffer only has {ms:.2f}ms of audio.",
             )
         self.appended_bytes = 0
-        if not await self.core.flush():
-            # the VAD heard no speech in what was appended: an item with an empty transcript
-            self.core.post(_EmptyCommit(round(ms / 1000.0, 3)))
+        flushed = await self.core.flush()
+        vad_committed, self.turns_seen = self.core.turn_id_finalized > self.turns_seen, self.core.turn_id_finalized
+        if flushed:
+            return
+        if vad_committed:  # turn detection already committed the buffer: what is left is the audio since
+            ms = (self.core.clock - self.core.finalized_at) / SAMPLE_RATE * 1000.0
+            if ms < MIN_COMMIT_MS:
+                raise RealtimeError("input_audio_buffer_commit_empty", f"Error committing input audio buffer: "
+                                    f"buffer too small. Expected at least {MIN_COMMIT_MS}ms of audio, but buffer "
+                                    f"only has {ms:.2f}ms of audio.")  # fmt: skip
+        # the VAD heard no speech in what was appended: an item with an empty transcript
+        self.core.post(_EmptyCommit(round(ms / 1000.0, 3)))
 
 
 def _ms(seconds: float) -> int:
