@@ -160,7 +160,7 @@ async def test_graceful_shutdown_delivers_the_open_utterance(wyoming):
         await client.write_event(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
         pcm = encode(speech, "pcm_s16le")
         await client.write_event(AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=pcm).event())
-        await client.write_event(Ping(text="sync").event())  # once pong is back, the audio is in
+        await client.write_event(Ping(text="sync").event())  # once pong is back, the server has taken the audio
         while not Pong.is_type((await read(client)).type):
             pass
         stopping = asyncio.create_task(asyncio.to_thread(wyoming.stop))
