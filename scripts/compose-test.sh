@@ -103,3 +103,13 @@ stamp "images built"
 # ---- start, check, bring down (pytest prints its own summary line)
 VS_COMPOSE_TEST=1 "$PY" -m pytest -q -p no:cacheprovider tests/deploy/compose -o addopts="-ra" -s
 stamp "compose test done"
+
+# ---- checkov on the rendered Kubernetes manifests (tests/deploy/test_k8s.py), in its own venv:
+# its pins (packaging, boto3, ...) would fight the project's
+CHECKOV_VENV=$STATE/checkov-venv
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  python3 -m venv "$CHECKOV_VENV" && "$CHECKOV_VENV/bin/pip" install -q checkov==3.3.30 > "$STATE/checkov-install.log" 2>&1 \
+    || { echo "[compose-test] could not install checkov (see $STATE/checkov-install.log)"; exit 1; }
+fi
+VS_CHECKOV=$CHECKOV_VENV/bin/checkov "$PY" -m pytest -q -p no:cacheprovider -o addopts="-ra" tests/deploy/test_k8s.py -k checkov
+stamp "checkov done"
