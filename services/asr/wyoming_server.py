@@ -57,8 +57,10 @@ def languages(model_name: str) -> list[str]:
     """What the model can transcribe: English-only checkpoints say so in their name (`*.en`)."""
     if model_name.endswith(".en") or model_name.endswith("-en"):
         return ["en"]
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # Whisper's language list (private name)
+    except ImportError:
+        return []
     return sorted(_LANGUAGE_CODES)
 
 
