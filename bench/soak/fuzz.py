@@ -254,7 +254,7 @@ def agent_cases(rng: random.Random, n: int) -> list[Case]:
             cases.append(Case(category, frame(0x0A, json.dumps(_random_json(rng)).encode())))
         elif category == "wrong_types":
             value = rng.choice(WEIRD_VALUES)
-            owed = not isinstance(value, str) or not value.strip("\u0000 ")  # "x" or "€€€" is a valid typed turn
+            owed = not isinstance(value, str) or not value.strip()  # "x", "€€€", even "\u0000" is a typed turn
             event = frame(0x0A, json.dumps({"event": "user_text", "text": value}).encode())
             cases.append(Case(category, event, owed=owed))
         elif category == "deep_nesting":
@@ -325,7 +325,7 @@ def twilio_cases(rng: random.Random, n: int) -> list[Case]:
         elif category == "random_json":
             cases.append(Case(category, json.dumps(_random_json(rng))))
         elif category == "wrong_types":
-            value = rng.choice(WEIRD_VALUES)
+            value = rng.choice([v for v in WEIRD_VALUES if v != ""])  # "" is valid base64 (no audio)
             message = {"event": "media", "streamSid": "MZ1", "media": {"payload": value}}
             cases.append(Case(category, json.dumps(message)))
         elif category == "deep_nesting":
@@ -364,9 +364,17 @@ async def fuzz_twilio(s, rng: random.Random, n: int) -> Tally:
             }
             await ws.send(dumps(start))
             silence = base64.b64encode(b"\xff" * 160).decode()
+            counted = before
             for case in cases:
                 tally.sent += 1
                 await ws.send(case.payload)
+                await ws.send(TWILIO_SENTINEL)  # skipped and counted: the case's count is the rest
+                counted, skipped = await _twilio_count(orch, counted)
+                if skipped >= 2:
+                    tally.code("twilio_bad_message (counted + logged)")
+                else:
+                    tally.silent += 1
+                    tally.silent_cases.append(f"{case.category}: {str(case.payload)[:60]!r}")
                 await ws.send(dumps({"event": "media", "streamSid": start["streamSid"], "media": {"payload": silence}}))
             tally.sent += 1  # after `stop`: the call is over; the bridge closes normally
             await ws.send(dumps({"event": "stop", "streamSid": start["streamSid"]}))
@@ -380,12 +388,22 @@ async def fuzz_twilio(s, rng: random.Random, n: int) -> Tally:
         tally.unexpected_closes.append(f"{exc.rcvd.code if exc.rcvd else 'no close frame'} {exc}"[:160])
     except (asyncio.TimeoutError, OSError) as exc:
         tally.unexpected_closes.append(type(exc).__name__)
-    await asyncio.sleep(0.5)
-    skipped = int(metric(orch, "voice_orchestrator_twilio_bad_messages_total") - before)
-    tally.coded = min(skipped, len(cases))
-    tally.codes["twilio_bad_message (counted + logged)"] = skipped
-    tally.silent = max(0, len(cases) - skipped)
     return tally
+
+
+TWILIO_SENTINEL = dumps({"event": "__sentinel__"})
+BAD_TOTAL = "voice_orchestrator_twilio_bad_messages_total"
+
+
+async def _twilio_count(orch, counted: float, patience_s: float = 5.0) -> tuple[float, int]:
+    """Waits until the bridge has counted the case and the sentinel (2 more), or `patience_s`
+    passes with only the sentinel's 1: Twilio has no reply to wait for, only this counter."""
+    deadline = asyncio.get_running_loop().time() + patience_s
+    while True:
+        now = await asyncio.to_thread(metric, orch, BAD_TOTAL)
+        if now - counted >= 2 or asyncio.get_running_loop().time() > deadline:
+            return now, int(now - counted)
+        await asyncio.sleep(0.02)
 
 
 # ---------------------------------------------------------------- REST

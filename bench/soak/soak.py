@@ -15,6 +15,7 @@ harness did not ask for is an unexpected close. RSS of each service is sampled e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ SENTENCES = [
     "Could you book a table for two at eight?",
 ]
 FRAME_S = 0.1
-GAP_S = 2.0
+GAP_S = 3.2  # past ASR_MAX_SILENCE_SECS (3.0): every sentence is its own turn, whatever Smart Turn says
 
 
 @dataclass
@@ -164,7 +165,8 @@ async def agent_session(url: str, deadline: float, index: int) -> SessionStats:
                 spoken_at = await paced_send(ws, speak(SENTENCES[n % 5]), lambda b: agent_frame(0x02, b))
                 n += 1
                 first_audio, final, audio_samples = None, False, 0
-                silence_task = asyncio.create_task(paced_send(ws, silence(GAP_S), lambda b: agent_frame(0x02, b)))
+                # the microphone stays open (silence) until the turn is done, as a browser's does
+                silence_task = asyncio.create_task(paced_send(ws, silence(60.0), lambda b: agent_frame(0x02, b)))
                 while True:
                     raw = await asyncio.wait_for(ws.recv(), 120)
                     kind = raw[0]
@@ -180,12 +182,14 @@ async def agent_session(url: str, deadline: float, index: int) -> SessionStats:
                         break
                     elif kind == 0x0A and json.loads(raw[2:]).get("event") == "empty_turn":
                         break  # the ASR heard no words: nothing is answered, no `done`
-                await silence_task
                 if final:
                     stats.received += 1
                 if first_audio is not None:
                     stats.latencies.append(first_audio)
                 await asyncio.sleep(max(0.0, audio_samples / rate - (time.monotonic() - spoken_at)))  # playback
+                silence_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await silence_task
     except websockets.ConnectionClosed as exc:
         stats.unexpected_closes.append(f"{exc.rcvd.code if exc.rcvd else 'no close frame'} {exc.reason or ''}"[:120])
     except (OSError, asyncio.TimeoutError) as exc:
