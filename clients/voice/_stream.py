@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from services.common.errors import CodedError
 from services.common.protocol.base import Error, Message, ProtocolError
 
 from ._ws import close_ws, dumps, open_ws, stream_url
@@ -25,11 +26,12 @@ class StreamClosed(ConnectionError):
         self.reason = reason
 
 
-class ServerError(RuntimeError):
+class ServerError(CodedError, RuntimeError):
     """An `error` event where the client expected something else (e.g. instead of `ready`)."""
 
     def __init__(self, event: Error) -> None:
-        super().__init__(f"{event.code}: {event.message}")
+        super().__init__(event.code, event.message, fatal=event.fatal)
+        self.args = (f"{event.code}: {event.message}",)  # str(exc) as before: code and message
         self.event = event
 
 

@@ -1,4 +1,7 @@
-"""make_app(): the ASR service's Starlette app (models load in a thread at start; /ready waits)."""
+"""The ASR service's Starlette app (models load in a thread at start; /ready waits).
+
+`create_app(config)` builds it; `make_app()` reads the environment for `python -m services.asr`
+(the factory convention of every service: docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -31,6 +34,10 @@ logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every c
 
 def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, CommonConfig]:
     config = config or asr_config.load()
+    return create_app(config), config.common
+
+
+def create_app(config: asr_config.ASRConfig) -> Starlette:
     engines = Engines(config)
     registry = SessionRegistry()
     limiter = SessionLimiter(
@@ -121,4 +128,4 @@ def make_app(config: asr_config.ASRConfig | None = None) -> tuple[Starlette, Com
         state={"asr_config": config, "engines": engines},
         registry=registry,
     )
-    return app, config.common
+    return app

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import soxr
 
+from services.common.errors import CodedError
+
 ENCODINGS = ("pcm_s16le", "pcm_f32le", "mulaw")
 # A-law is decoded for the transports that carry it (OpenAI Realtime `audio/pcma`), not offered on ours
 BYTES_PER_SAMPLE = {"pcm_s16le": 2, "pcm_f32le": 4, "mulaw": 1, "alaw": 1}
@@ -21,13 +23,8 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 48000
 
 
-class AudioFormatError(ValueError):
-    """Raised for audio bytes that cannot be decoded in the declared format."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AudioFormatError(CodedError, ValueError):
+    """Raised for audio bytes that cannot be decoded in the declared format (still a ValueError)."""
 
 
 # ---------------------------------------------------------------- μ-law (G.711)

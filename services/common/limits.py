@@ -8,14 +8,21 @@ from contextlib import asynccontextmanager
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
+from services.common.errors import CodedError
+
 from .ratelimit import refusal_reason
 
 WS_TRY_AGAIN_LATER = 1013
 WS_POLICY_VIOLATION = 1008  # what a rate-limited client is told: retrying at once will not help
 
 
-class CapacityError(Exception):
-    pass
+class CapacityError(CodedError):
+    """No session slot left: code `capacity`, HTTP 503 (a WebSocket is closed with 1013)."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__("capacity", message)
 
 
 class SessionLimiter:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import anthropic
 
 from services.common import logs
+from services.common.errors import CodedError
 
 from .config import OrchestratorConfig
 
@@ -23,11 +24,10 @@ log = logging.getLogger("voice.orchestrator.llm")
 DEMO_LABEL = "offline demo responder (no ANTHROPIC_API_KEY)"
 
 
-class LLMError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class LLMError(CodedError):
+    """Claude failed; the message names the failure, never the conversation."""
+
+    status = 502
 
 
 class Responder(Protocol):

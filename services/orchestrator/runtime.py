@@ -8,15 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.limits import SessionLimiter
-from services.common.metrics import counter, gauge
 from services.common.server import SessionRegistry
 
+from . import metrics
 from .config import OrchestratorConfig
 from .llm import Responder, make_responder
 from .session import AgentOutput, AgentSession, SessionConfig
-
-ACTIVE_SESSIONS = gauge("orchestrator", "active_sessions", "open agent sessions (all transports)")
-REJECTED_SESSIONS = counter("orchestrator", "rejected_sessions_total", "sessions refused at capacity")
 
 
 @dataclass
@@ -28,7 +25,7 @@ class Runtime:
 
     @classmethod
     def create(cls, config: OrchestratorConfig) -> Runtime:
-        limiter = SessionLimiter(config.common.max_sessions, ACTIVE_SESSIONS.set, REJECTED_SESSIONS.inc)
+        limiter = SessionLimiter(config.common.max_sessions, metrics.ACTIVE_SESSIONS.set, metrics.REJECTED_SESSIONS.inc)
         return cls(config, make_responder(config), limiter)
 
     def new_session(

@@ -62,11 +62,11 @@ import numpy as np
 
 from clients.voice import ASRStream, AudioFrame, Backoff, StreamClosed, TTSStream
 from services.common import logs
-from services.common.metrics import counter
 from services.common.protocol import asr, tts
 from services.common.protocol.base import Error
 from services.common.text import IncrementalText  # the same splitter TTS uses: one rule for both
 
+from . import metrics
 from .config import OrchestratorConfig
 from .llm import Conversation, DemoResponder, LLMError, Responder
 from .output import AgentOutput
@@ -97,10 +97,6 @@ TTS_STALL_S = 30.0  # a turn waiting this long for TTS progress gives up instead
 KEEPALIVE_S = 15.0  # ASR keepalive while no audio flows
 # TTS errors that are no news: a cancel racing the end of its request, the idle close
 TTS_BENIGN_ERRORS = {"nothing_to_cancel", "idle_timeout"}
-
-TURNS = counter("orchestrator", "turns_total", "agent turns answered", labels=("mode",))
-INTERRUPTIONS = counter("orchestrator", "interruptions_total", "barge-ins that cut the agent off")
-LLM_ERRORS = counter("orchestrator", "llm_errors_total", "Claude failures answered with an apology", labels=("code",))
 
 
 # ----------------------------------------------------------------------------- the session
@@ -321,7 +317,7 @@ class AgentSession:
                 turn.recorded = True
             turn.waterfall.mark("done")
             turn.waterfall.observe()
-            TURNS.labels(self.config.mode).inc()
+            metrics.TURNS.labels(self.config.mode).inc()
             await self.output.done(turn.waterfall.payload(interrupted=False))
         except asyncio.CancelledError:
             raise  # barge-in or close: _interrupt / close report it
@@ -353,7 +349,7 @@ class AgentSession:
             for sentence in splitter.flush():
                 await self._speak(turn, sentence, SentenceKind.ANSWER)
         except LLMError as err:
-            LLM_ERRORS.labels(err.code).inc()
+            metrics.LLM_ERRORS.labels(err.code).inc()
             logs.event(log, "llm failed", level=logging.WARNING, session_id=self.session_id, code=err.code)
             # what was already spoken stays; the rest of the answer is replaced by the apology
             for sentence in splitter.flush():
@@ -444,7 +440,7 @@ class AgentSession:
             else:
                 self.history.add("assistant", heard)
                 target.recorded = True
-        INTERRUPTIONS.inc()
+        metrics.INTERRUPTIONS.inc()
         await self.output.event(
             "interrupted",
             reason=reason,

@@ -18,13 +18,10 @@ from typing import Any
 from clients.voice import Backoff, StreamClosed
 from clients.voice._stream import JsonEventStream
 from services.common import logs
-from services.common.metrics import counter
+
+from . import metrics
 
 log = logging.getLogger("voice.orchestrator.upstream")
-
-UPSTREAM_FAILURES = counter(
-    "orchestrator", "upstream_failures_total", "ASR/TTS connections that failed or dropped", labels=("service",)
-)
 
 
 class DownReason(StrEnum):
@@ -93,7 +90,7 @@ class Upstream:
             except Exception as exc:  # unreachable, refused, handshake error: all mean "not now"
                 await stream.close()
                 attempt += 1
-                UPSTREAM_FAILURES.labels(self.name).inc()
+                metrics.UPSTREAM_FAILURES.labels(self.name).inc()
                 reason, message = refusal(self.name, exc)
                 self.down_reason = reason
                 if reported_down != reason:  # once per outage, and again if its cause changes
@@ -124,7 +121,7 @@ class Upstream:
             except Exception as exc:  # StreamClosed, or a malformed server message: reconnect either way
                 if self._closed:
                     return
-                UPSTREAM_FAILURES.labels(self.name).inc()
+                metrics.UPSTREAM_FAILURES.labels(self.name).inc()
                 why = "dropped the connection" if isinstance(exc, StreamClosed) else f"sent bad data ({exc})"
                 logs.event(log, "upstream lost", level=logging.WARNING, service=self.name,
                            session_id=self.session_id, error=type(exc).__name__)  # fmt: skip

@@ -16,18 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.common.metrics import histogram
 from services.common.protocol.agent import WATERFALL_STAGES
 
-STAGE_SECONDS = histogram(
-    "orchestrator",
-    "stage_seconds",
-    "time from the end of user speech to each waterfall stage",
-    labels=("stage",),
-)
-FIRST_AUDIO_SECONDS = histogram(
-    "orchestrator", "first_audio_seconds", "end of user speech to first agent audio sent (voice-to-voice latency)"
-)
+from . import metrics
 
 
 class Waterfall:
@@ -63,6 +54,6 @@ class Waterfall:
             return
         for stage in WATERFALL_STAGES[1:]:
             if stage in self.times:
-                STAGE_SECONDS.labels(stage).observe(max(0.0, self.times[stage] - t0))
+                metrics.STAGE_SECONDS.labels(stage).observe(max(0.0, self.times[stage] - t0))
         if "first_audio_sent" in self.times:
-            FIRST_AUDIO_SECONDS.observe(max(0.0, self.times["first_audio_sent"] - t0))
+            metrics.FIRST_AUDIO_SECONDS.observe(max(0.0, self.times["first_audio_sent"] - t0))

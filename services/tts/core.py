@@ -257,10 +257,7 @@ class TTSCore:
     # ------------------------------------------------------------------ inputs
     async def handle(self, item: Input) -> None:
         """One input; raises a CodedError when it is refused (nothing of it was taken)."""
-        try:
-            await self._HANDLERS[type(item)](self, item)
-        except StoreUnavailable as exc:  # the store's own error type: same code, our shape
-            raise CodedError(exc.code, str(exc), status=503) from None
+        await self._HANDLERS[type(item)](self, item)  # VoiceError, StoreUnavailable, ProtocolError: CodedErrors
 
     async def _configure(self, item: Configure) -> None:
         data, c = item.changes, self.config

@@ -28,10 +28,10 @@ from services.common.audio import StreamResampler, int16_to_float, mulaw_decode
 from services.common.auth import WS_POLICY_VIOLATION
 from services.common.errors import CodedError
 from services.common.limits import admit
-from services.common.metrics import counter
 from services.common.protocol.base import ProtocolError
 from services.common.ws_endpoint import WebSocketEndpoint
 
+from .. import metrics
 from ..runtime import Runtime
 from ..session import INPUT_SAMPLE_RATE, AgentSession
 from .config import TwilioConfig
@@ -40,9 +40,6 @@ from .signature import SignatureCheck
 
 log = logging.getLogger("voice.orchestrator.twilio")
 
-CALLS = counter("orchestrator", "twilio_calls_total", "Twilio media streams accepted")
-REFUSED = counter("orchestrator", "twilio_refused_total", "Twilio requests refused", labels=("reason",))
-BAD_MESSAGES = counter("orchestrator", "twilio_bad_messages_total", "malformed Twilio messages skipped")
 SESSION_FIELDS = ("mode", "voice", "language")  # customParameters a call may set (from the webhook query)
 EXPECTED_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": SAMPLE_RATE, "channels": 1}
 
@@ -59,7 +56,7 @@ class TwilioMediaEndpoint:
         refusal = self._refusal(ws, runtime)
         if refusal:
             label, reason = refusal
-            REFUSED.labels(label).inc()
+            metrics.TWILIO_REFUSED.labels(label).inc()
             logs.event(log, "twilio media stream refused", level=logging.WARNING, reason=reason)
             await ws.accept()
             await ws.close(WS_POLICY_VIOLATION, reason)
@@ -67,11 +64,12 @@ class TwilioMediaEndpoint:
 
         async def serve() -> None:
             await ws.accept()
-            CALLS.inc()
+            metrics.TWILIO_CALLS.inc()
             await TwilioCall(ws, runtime, self.config).run()
 
         unavailable = "server shutting down" if runtime.registry.closing else None
-        await admit(ws, runtime.limiter, serve, unavailable, on_capacity=lambda _: REFUSED.labels("capacity").inc())
+        refused = metrics.TWILIO_REFUSED.labels("capacity")
+        await admit(ws, runtime.limiter, serve, unavailable, on_capacity=lambda _: refused.inc())
 
     def _refusal(self, ws: WebSocket, runtime: Runtime) -> tuple[str, str] | None:
         """(metric label, close reason) when the handshake is refused, else None."""
@@ -113,7 +111,7 @@ class TwilioCall(WebSocketEndpoint):
 
     # ------------------------------------------------------------------ the base's hooks
     async def send_error(self, error: CodedError) -> None:
-        BAD_MESSAGES.inc()
+        metrics.TWILIO_BAD_MESSAGES.inc()
         logs.event(log, "twilio message skipped", level=logging.WARNING, call_id=self.call_id, reason=error.message)
 
     def parse_text(self, text: str) -> dict[str, Any]:

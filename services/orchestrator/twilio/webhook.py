@@ -20,8 +20,9 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from services.common import logs
 from services.common.limits import error_response
 
+from .. import metrics
 from .config import TwilioConfig
-from .media import REFUSED, SESSION_FIELDS
+from .media import SESSION_FIELDS
 from .signature import SignatureCheck, stream_url
 
 log = logging.getLogger("voice.orchestrator.twilio")
@@ -54,11 +55,11 @@ class VoiceWebhook:
         fields = form if form is not None else request.query_params
         if self.check is not None:
             if not self.check.valid(request.scope, self.config.public_url, form):
-                REFUSED.labels("signature").inc()
+                metrics.TWILIO_REFUSED.labels("signature").inc()
                 logs.event(log, "twilio webhook refused: bad signature", level=logging.WARNING)
                 return error_response(403, "bad_signature", "invalid or missing X-Twilio-Signature")
         elif request.app.state.runtime.config.common.api_keys:
-            REFUSED.labels("not_configured").inc()
+            metrics.TWILIO_REFUSED.labels("not_configured").inc()
             return error_response(
                 403, "twilio_not_configured", "set TWILIO_AUTH_TOKEN: with API_KEYS set, Twilio requests are signed"
             )

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.common.errors import CodedError
 
-class EngineError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+
+class EngineError(CodedError):
+    """The engine cannot do this (not installed, bad device, no such voice, no audio produced)."""
+
+    status = 503
 
 
 class CancelToken:

@@ -35,10 +35,13 @@ def check_id(voice_id: object) -> str:
         raise VoiceError(exc.code, exc.message) from None
 
 
-class StoreUnavailable(Exception):
-    """The backing store cannot be reached (Redis down): code voice_store_unavailable."""
+class StoreUnavailable(CodedError):
+    """The backing store cannot be reached (Redis down): code voice_store_unavailable, HTTP 503."""
 
-    code = "voice_store_unavailable"
+    status = 503
+
+    def __init__(self, message: str = "voice store unavailable") -> None:
+        super().__init__("voice_store_unavailable", message)
 
 
 @dataclass
