@@ -133,7 +133,20 @@ class Stack:
         (STATE / "compose.log").write_text(result.stdout + result.stderr)
         return result.stdout[-6000:]
 
+    def stats(self) -> None:
+        """Memory and CPU of each container after the checks (models loaded, requests served):
+        the measured numbers behind the sizing table in docs/deploy.md."""
+        docker = os.environ.get("VS_DOCKER", "docker")
+        fmt = "{{.Name}}\t{{.MemUsage}}\t{{.CPUPerc}}"
+        result = subprocess.run(
+            [docker, "stats", "--no-stream", "--format", fmt], capture_output=True, text=True, timeout=60, env=self.env
+        )
+        (STATE / "stats.txt").write_text(result.stdout)
+        for line in result.stdout.splitlines():
+            print(f"[compose-test] stats {line}")
+
     def down(self) -> None:
+        self.stats()
         self.logs()
         self.compose("down", "--volumes", "--timeout", "20", timeout=120, check=False)
 
