@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import functools
 import io
 import json
 import os
+import subprocess
+import sys
 import time
 import wave
 from dataclasses import dataclass, field
@@ -34,9 +35,10 @@ import numpy as np
 import websockets
 
 from bench.report import median, pct
-from services.common.audio import encode, resample
-from tests.helpers.procs import REPO, ServiceProcess
-from tests.helpers.speech import concat, silence, speak
+from services.common.audio import encode
+from tests.helpers import corpus as corpus_set
+from tests.helpers.procs import ServiceProcess
+from tests.helpers.speech import concat, silence
 from tests.helpers.wer import corpus_wer
 
 RATE = 16000
@@ -45,24 +47,7 @@ LEAD_S = 0.4  # silence before each utterance
 PAUSE_S = 2.2  # silence after each utterance (below max_silence_secs: a waiting turn merges)
 MID_PAUSE_S = 0.6
 MODEL = "models/whisper-tiny.en"
-PIPER_VOICE = REPO / "models" / "piper" / "en_US-joe-medium.onnx"
-
-SENTENCES = (
-    "How are you doing today?",
-    "What time does the train leave tomorrow?",
-    "Please send the report to the whole team.",
-    "Can you book a table for two tonight?",
-    "Thank you very much for your help.",
-    "The weather is nice and sunny this morning.",
-    "I would like a cup of coffee with milk.",
-    "Turn off the lights in the kitchen.",
-    "My brother bought a new car last week.",
-    "We should leave before the rain starts.",
-)
-PAUSED = (  # (first half, second half): a pause at a word boundary inside one sentence
-    ("I think we should", "bake some bread for dinner."),
-    ("Could you tell me", "where the station is?"),
-)
+ONE_STREAM = 48  # utterances of the single-stream level: the 40 sentences and 8 paused ones
 
 
 @dataclass
@@ -72,39 +57,14 @@ class Utterance:
     voice: str
 
 
-@functools.lru_cache(maxsize=1)
-def _piper():
-    from piper import PiperVoice
-
-    return PiperVoice.load(str(PIPER_VOICE))
-
-
-def trimmed(audio: np.ndarray) -> np.ndarray:
-    voiced = np.nonzero(np.abs(audio) > 1e-3)[0]
-    return audio[voiced[0] : voiced[-1] + 1].astype(np.float32)
-
-
-def piper_speech(text: str) -> np.ndarray:
-    voice = _piper()
-    chunks = list(voice.synthesize(text))
-    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
-    return resample(audio, chunks[0].sample_rate, RATE)
-
-
-def synth(text: str, voice: str) -> np.ndarray:
-    return trimmed(piper_speech(text) if voice == "piper" else speak(text))
-
-
 def corpus() -> list[Utterance]:
-    """Complete sentences in both voices, then the paused ones (interleaved so every stream sees both)."""
+    """The project's set (tests/helpers/corpus.py): the 40 single sentences, Piper and espeak
+    interleaved, then the 16 sentences with a pause inside (voice tagged "+pause")."""
     out: list[Utterance] = []
-    for text in SENTENCES:
-        for voice in ("piper", "espeak"):
-            out.append(Utterance(text, synth(text, voice), voice))
-    for first, second in PAUSED:
-        for voice in ("piper", "espeak"):
-            audio = concat(synth(first, voice), silence(MID_PAUSE_S), synth(second, voice))
-            out.append(Utterance(f"{first} {second}", audio, voice + "+pause"))
+    for pair in zip(*(corpus_set.sentences(engine) for engine in corpus_set.ENGINES), strict=True):
+        out += [Utterance(c.text, c.audio, c.engine) for c in pair]
+    for pair in zip(*(corpus_set.paused(engine) for engine in corpus_set.ENGINES), strict=True):
+        out += [Utterance(c.text, c.audio, c.engine + "+pause") for c in pair]
     return out
 
 
@@ -153,23 +113,23 @@ async def one_stream(url: str, utterances: list[Utterance], delay: float, config
         step = int(CHUNK_S * RATE)
         t0 = time.perf_counter()
         sent = 0
-        for utt in utterances:
-            audio = concat(silence(LEAD_S), utt.audio, silence(PAUSE_S))
-            speech_end = int(LEAD_S * RATE) + len(utt.audio)
-            spans.append(((sent + LEAD_S * RATE) / RATE, (sent + speech_end) / RATE))
-            base = sent
-            for start in range(0, len(audio), step):
-                await ws.send(encode(audio[start : start + step], "pcm_s16le"))
-                if start < speech_end <= start + step:
-                    ends.append(time.perf_counter())
-                sent = base + min(len(audio), start + step)
-                delay_s = t0 + sent / RATE - time.perf_counter()
-                if delay_s > 0:
-                    await asyncio.sleep(delay_s)
         try:
+            for utt in utterances:
+                audio = concat(silence(LEAD_S), utt.audio, silence(PAUSE_S))
+                speech_end = int(LEAD_S * RATE) + len(utt.audio)
+                spans.append(((sent + LEAD_S * RATE) / RATE, (sent + speech_end) / RATE))
+                base = sent
+                for start in range(0, len(audio), step):
+                    await ws.send(encode(audio[start : start + step], "pcm_s16le"))
+                    if start < speech_end <= start + step:
+                        ends.append(time.perf_counter())
+                    sent = base + min(len(audio), start + step)
+                    delay_s = t0 + sent / RATE - time.perf_counter()
+                    if delay_s > 0:
+                        await asyncio.sleep(delay_s)
             await ws.send(json.dumps({"type": "end"}))
         except websockets.ConnectionClosed:
-            pass
+            pass  # the server dropped us: what was sent and not answered counts as missing
         await asyncio.wait_for(reader, 120)
     # which utterances does each final cover (by overlap of its [start, end] with the speech spans)
     covered: list[list[int]] = []
@@ -179,7 +139,8 @@ async def one_stream(url: str, utterances: list[Utterance], delay: float, config
         stats.reasons[event["end_of_turn"]["reason"]] += 1
         if event["end_of_turn"].get("probability") is not None:
             stats.probabilities.append(event["end_of_turn"]["probability"])
-    for i, utt in enumerate(utterances):
+    stats.missing += len(utterances) - len(ends)  # never fully sent (the connection was dropped)
+    for i, utt in enumerate(utterances[: len(ends)]):
         mine = [k for k, c in enumerate(covered) if i in c]
         if not mine:
             stats.missing += 1
@@ -259,8 +220,32 @@ def summary(stats: Stats, audio_s: float, cpu_s: float) -> dict:
     }
 
 
+class Elsewhere(ServiceProcess):
+    """The service from another checkout (`--repo`, e.g. `git archive` of the commit before a
+    change), so before and after run under the same conditions, one after the other."""
+
+    cwd = "."
+
+    def start(self, wait: str = "/ready", timeout: float = 180.0) -> ServiceProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for(wait, timeout)
+        return self
+
+
 def run_live(
-    env: dict[str, str], levels: list[int], per_stream: int = 8, rest: bool = True, label: str = "live"
+    env: dict[str, str],
+    levels: list[int],
+    per_stream: int = 8,
+    rest: bool = True,
+    label: str = "live",
+    repo: str | None = None,
 ) -> dict:
     utterances = corpus()
     base_env = {
@@ -271,13 +256,16 @@ def run_live(
         **env,
     }
     config = {"turn_detection": {"mode": "smart_turn", "stop_secs": 0.2}}
-    service = ServiceProcess("asr", env=base_env, label=f"bench-{label}").start()
+    service = (Elsewhere if repo else ServiceProcess)("asr", env=base_env, label=f"bench-{label}")
+    if repo:
+        service.cwd = repo
+    service.start()
     out: dict = {"env": env, "levels": {}}
     try:
         if rest:
             out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
         for level in levels:
-            n = len(utterances) if level == 1 else per_stream
+            n = min(ONE_STREAM, len(utterances)) if level == 1 else per_stream
             cpu0 = cpu_seconds(service.proc.pid)
             stats = asyncio.run(run_level(service.ws_url, level, utterances, n, config))
             cpu = cpu_seconds(service.proc.pid) - cpu0
@@ -298,10 +286,12 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[])
     parser.add_argument("--label", default="live")
     parser.add_argument("--no-rest", action="store_true")
+    parser.add_argument("--repo", help="run the service from this checkout (before/after comparisons)")
     parser.add_argument("--out")
     args = parser.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
-    result = run_live(env, [int(x) for x in args.levels.split(",")], args.per_stream, not args.no_rest, args.label)
+    levels = [int(x) for x in args.levels.split(",")]
+    result = run_live(env, levels, args.per_stream, not args.no_rest, args.label, args.repo)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

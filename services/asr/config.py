@@ -65,6 +65,7 @@ class ASRConfig:
     # latency and end-of-turn settings (docs/asr.md, "Turn taking and latency")
     partial_window_pad_s: float = 1.0
     final_window_pad_s: float = 1.0
+    min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
@@ -162,6 +163,13 @@ class ASRConfig:
                 1.0,
                 "the same for stream finals (a final failing Whisper's quality checks is redone in 30 s)",
                 min=-1.0,
+                max=30.0,
+            ),
+            min_window_s=env.float(
+                "ASR_MIN_WINDOW_SECS",
+                3.0,
+                "shortest decode window (s): shorter ones make Whisper repeat itself on 1 s turns",
+                min=0.0,
                 max=30.0,
             ),
             partial_max_wait_s=env.float(

@@ -7,8 +7,9 @@ GIL while it encodes and generates, so the event loop keeps serving sockets mean
 
 Three ways in:
 - `run`: one request. Stream requests (finals, partials) of at most 30 s decode in a short window
-  (the turn plus `ASR_WINDOW_PAD_SECS`, not Whisper's 30 s of padding); a final whose short-window
-  decode fails Whisper's own quality checks is decoded again the usual way, with the temperature
+  (the turn plus ASR_PARTIAL_WINDOW_PAD_SECS / ASR_FINAL_WINDOW_PAD_SECS, at least
+  ASR_MIN_WINDOW_SECS; not Whisper's 30 s of padding); a final whose short-window decode fails
+  Whisper's own quality checks, or loops, is decoded again the usual way, with the temperature
   fallback. REST files go through `WhisperModel.transcribe` as before.
 - `run_batch`: several stream requests of different sessions in one encode + generate.
 - `open_file` / `FileDecode.step`: a REST file decoded in slices, so finals never wait for a file.
@@ -62,12 +63,21 @@ def pick_device(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
-def window_frames(duration_s: float, pad_s: float | None) -> int | None:
-    """Mel frames for a short-window decode of `duration_s` of audio, or None for the 30 s window."""
+def window_frames(duration_s: float, pad_s: float | None, min_s: float = 0.0) -> int | None:
+    """Mel frames for a short-window decode of `duration_s` of audio (at least `min_s` in all: in a
+    window barely longer than a 1 s clip Whisper tends to repeat itself, "is the food is the
+    food ..."), or None for the 30 s window."""
     if pad_s is None or pad_s < 0:
         return None
-    frames = int(math.ceil((duration_s + pad_s) * FRAMES_PER_SECOND))
+    frames = int(math.ceil(max(duration_s + pad_s, min_s) * FRAMES_PER_SECOND))
     return None if frames >= FULL_WINDOW_FRAMES else frames
+
+
+def repeats(text: str, n: int = 2, times: int = 3) -> bool:
+    """A phrase of `n` words said `times` times or more: Whisper looping, not speech."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return any(grams.count(g) >= times for g in set(grams))
 
 
 @dataclass
@@ -141,7 +151,8 @@ class WhisperEngine:
     # ------------------------------------------------------------ one request
     def run(self, request: Request) -> Transcript:
         """Blocking; also what the benchmark times as the raw engine."""
-        if self.can_batch(request) and window_frames(len(request.audio) / SAMPLE_RATE, self.pad_s(request)):
+        duration = len(request.audio) / SAMPLE_RATE
+        if self.can_batch(request) and window_frames(duration, self.pad_s(request), self.config.min_window_s):
             (result,) = self.run_batch([request])
             if request.kind == "partial" or self.trusted(result):
                 return result
@@ -150,8 +161,8 @@ class WhisperEngine:
 
     @staticmethod
     def trusted(result: Transcript) -> bool:
-        """Whisper's quality checks (those that trigger its temperature fallback)."""
-        return all(
+        """Whisper's quality checks (those that trigger its temperature fallback), and no loop."""
+        return not repeats(result.text) and all(
             s.compression_ratio <= COMPRESSION_RATIO_MAX and s.avg_logprob >= LOG_PROB_MIN for s in result.segments
         )
 
@@ -219,7 +230,7 @@ class WhisperEngine:
             beam_size=self.config.beam_size,
             temperature=self.temperatures(requests[0])[0],
             max_new_tokens=decode_cap(longest, self.config.tokens_per_second),
-            window_frames=window_frames(longest, pad),
+            window_frames=window_frames(longest, pad, self.config.min_window_s),
         )
         transcripts = []
         for request, clip, output in zip(requests, clips, outputs, strict=True):

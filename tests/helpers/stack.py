@@ -31,17 +31,18 @@ def agent_stack(
     orchestrator_env: dict | None = None,
     api_key: str | None = None,
     asr_env: dict | None = None,
+    tts_env: dict | None = None,
 ) -> Iterator[Stack]:
     """Starts the three services (logs in tests/artifacts/<label>-<service>.log), stops them after.
     With `api_key`, every service requires it (API_KEYS) and the orchestrator sends it upstream.
-    `asr_env` / `orchestrator_env` add to or override the defaults (the benchmark uses them)."""
+    `asr_env` / `tts_env` / `orchestrator_env` add to or override the defaults (the benchmark uses them)."""
     claude = claude or FakeClaude()
     auth = {"API_KEYS": api_key} if api_key else {}
     started: list[ServiceProcess] = []
     claude.start()
     try:
         asr = ServiceProcess("asr", env={**ASR_ENV, **(asr_env or {}), **auth}, label=f"{label}-asr")
-        tts = ServiceProcess("tts", env={**TTS_ENV, **auth}, label=f"{label}-tts")
+        tts = ServiceProcess("tts", env={**TTS_ENV, **(tts_env or {}), **auth}, label=f"{label}-tts")
         for service in (asr, tts):
             service.start(wait="")  # both load at once; readiness is awaited below
             started.append(service)
