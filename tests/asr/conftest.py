@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.procs import ServiceProcess
-from tests.helpers.speech import concat, silence, speak
+from tests.helpers.speech import concat, silence, speak, trimmed
 
 # the default model (Whisper tiny.en, real weights), greedy with one temperature as in the benchmark:
 # one decode per turn, the same words every run
@@ -17,9 +17,7 @@ INCOMPLETE = "I was going to say that"
 
 def said(text: str) -> np.ndarray:
     """espeak speech without the ~0.35 s of silence espeak appends, so a test's pauses are exact."""
-    audio = speak(text)
-    voiced = np.nonzero(np.abs(audio) > 1e-3)[0]
-    return audio[voiced[0] : voiced[-1] + 1]
+    return trimmed(speak(text))
 
 
 @pytest.fixture(scope="session")
