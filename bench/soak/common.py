@@ -93,11 +93,16 @@ class Tally:
     accepted: int = 0  # no error, and none was owed (e.g. random bytes are valid PCM)
     silent: int = 0  # an error was owed and none came
     silent_cases: list[str] = field(default_factory=list)
+    accepted_by: dict[str, int] = field(default_factory=dict)  # category → count (what passed as valid)
     uncoded: list[str] = field(default_factory=list)  # answers without a code + message
     server_errors: int = 0  # 5xx / `internal`
     unexpected_closes: list[str] = field(default_factory=list)
     deaths: int = 0
     codes: dict[str, int] = field(default_factory=dict)
+
+    def accept(self, category: str) -> None:
+        self.accepted += 1
+        self.accepted_by[category] = self.accepted_by.get(category, 0) + 1
 
     def code(self, code: str) -> None:
         self.coded += 1

@@ -159,7 +159,7 @@ async def _until_sentinel(ws, tally: Tally, case: Case, skip: Callable[[object],
             tally.silent += 1
             tally.silent_cases.append(f"{case.category}: {str(case.payload)[:60]!r}")
         else:
-            tally.accepted += 1
+            tally.accept(case.category)
 
 
 async def fuzz_json_socket(
@@ -307,7 +307,7 @@ async def fuzz_agent(s, rng: random.Random, n: int) -> Tally:
                     tally.silent += 1
                     tally.silent_cases.append(f"{case.category}: {case.payload[:40]!r}")
                 elif not errors:
-                    tally.accepted += 1
+                    tally.accept(case.category)
     except websockets.ConnectionClosed as exc:
         tally.unexpected_closes.append(f"{exc.rcvd.code if exc.rcvd else 'no close frame'} {exc}"[:160])
     except (asyncio.TimeoutError, OSError) as exc:
@@ -512,7 +512,7 @@ def fuzz_rest(s, rng: random.Random, n: int) -> dict[str, Tally]:
                     tally.unexpected_closes.append(f"{category}: {type(exc).__name__}")
                     continue
                 if response.status_code < 400:
-                    tally.accepted += 1
+                    tally.accept(category)
                     continue
                 try:
                     body = response.json()

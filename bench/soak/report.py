@@ -131,6 +131,8 @@ def _fuzz(fuzz: dict[str, Tally]) -> list[str]:
             f"| {name} | {t.sent} | {t.coded} | {t.accepted} | {t.silent} | {len(t.uncoded)} | {t.server_errors} "
             f"| {len(t.unexpected_closes)} | {t.deaths} | {codes} |"
         )
+        if t.accepted_by:
+            notes.append(f"- {name}, accepted as valid: " + ", ".join(f"{c} ×{n}" for c, n in t.accepted_by.items()))
         for item in t.silent_cases[:5]:
             notes.append(f"- {name}, silent: `{item}`")
         for item in t.uncoded[:5]:
@@ -138,7 +140,7 @@ def _fuzz(fuzz: dict[str, Tally]) -> list[str]:
         for item in t.unexpected_closes[:5]:
             notes.append(f"- {name}, closed: `{item}`")
     if notes:
-        lines += ["", "What missed:", "", *notes]
+        lines += ["", "Not answered with an error (accepted as valid input, or missed):", "", *notes]
     return lines
 
 
