@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from typing import Any
 
@@ -30,7 +29,7 @@ from wyoming.error import Error as WyomingError
 from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
 from wyoming.ping import Ping, Pong
-from wyoming.server import AsyncEventHandler, AsyncTcpServer
+from wyoming.server import AsyncTcpServer
 
 from services.common import logs
 from services.common.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -40,7 +39,7 @@ from services.common.protocol.asr import Final, Partial, SpeechStart, StreamConf
 from services.common.protocol.base import Error
 from services.common.server import SessionRegistry, is_loopback
 from services.common.validate import InputError
-from services.common.wyoming import WyomingInputError, read_event  # the bounded reader, shared with TTS
+from services.common.wyoming import GuardedHandler  # the bounded reader and loop, shared with TTS
 
 from .append_only import AppendOnlyText
 from .config import ASRConfig
@@ -50,7 +49,6 @@ from .engines import Engines
 log = logging.getLogger("voice.asr.wyoming")
 
 PROGRAM = "voice-stack-asr"
-_ids = itertools.count(1)
 
 
 def languages(model_name: str) -> list[str]:
@@ -134,60 +132,26 @@ class Utterance:
             await self.write(TranscriptChunk(text=piece).event())
 
 
-class WyomingHandler(AsyncEventHandler):
+class WyomingHandler(GuardedHandler):
+    """One connection on the shared guarded loop (services/common/wyoming.py: bounded reads, idle
+    timeout, CodedError → Wyoming `error`, the connection going on)."""
+
     def __init__(self, reader, writer, server: WyomingASR) -> None:
-        super().__init__(reader, writer)
+        common = server.config.common
+        super().__init__(
+            reader,
+            writer,
+            max_payload=common.max_frame_bytes,
+            idle_timeout_s=common.idle_timeout_s,
+            logger=log,
+            prefix="wy",
+        )
         self.server = server
         self.config = server.config
-        self.id = f"wy_{next(_ids)}"
         self.language: str | None = None
         self.utterance: Utterance | None = None
         self.rejected = False  # an audio-start was refused: its chunks are dropped until audio-stop
         self._slot: contextlib.AsyncExitStack | None = None
-        self._write_lock = asyncio.Lock()
-
-    async def write_event(self, event: Event) -> None:
-        async with self._write_lock:
-            await super().write_event(event)
-
-    async def _error(self, error: CodedError) -> None:
-        logs.event(log, "client error", logging.INFO, connection=self.id, code=error.code)
-        with contextlib.suppress(Exception):
-            await self.write_event(WyomingError(text=error.message, code=error.code).event())
-
-    async def run(self) -> None:
-        """The package's loop, with bounded reads, an idle timeout and errors that keep it going."""
-        idle = self.config.common.idle_timeout_s
-        logs.event(log, "wyoming connection open", connection=self.id)
-        try:
-            while True:
-                try:
-                    event = await asyncio.wait_for(read_event(self.reader, self.config.common.max_frame_bytes), idle)
-                except asyncio.TimeoutError:
-                    await self._error(InputError("idle_timeout", f"no event for {idle:g} s; closing", fatal=True))
-                    return
-                except WyomingInputError as exc:
-                    await self._error(exc)
-                    if exc.fatal:
-                        return
-                    continue
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                if event is None:
-                    return
-                try:
-                    await self.handle_event(event)
-                except CodedError as exc:
-                    await self._error(exc)
-                except (ConnectionError, asyncio.IncompleteReadError):
-                    return
-                except Exception as exc:  # a bug: its message may hold client data, so the type only
-                    logs.event(log, "unexpected error", logging.ERROR, connection=self.id, error=type(exc).__name__)
-                    await self._error(CodedError("internal", "internal error; the event was not processed"))
-        finally:
-            await self.disconnect()
-            self.writer.close()
-            logs.event(log, "wyoming connection closed", connection=self.id)
 
     async def disconnect(self) -> None:
         await self._finish(deliver=False)
