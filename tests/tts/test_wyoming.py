@@ -219,3 +219,22 @@ async def test_the_session_limit_and_metrics_are_shared_with_the_websocket(espea
             await read_audio(client)
     assert metric(proc.url, "voice_tts_requests_total", '{outcome="complete"}') == before + 2
     assert metric(proc.url, "voice_tts_time_to_first_audio_seconds_count") >= 2
+
+
+async def test_sigterm_ends_an_open_wyoming_stream_and_the_process_exits(espeak, tmp_path):
+    import signal
+
+    proc, port = _service("espeak", "tts-wyoming-shutdown", TTS_VOICES_DIR=str(tmp_path))
+    proc.start()
+    try:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(SynthesizeStart().event())  # a stream left open: the core is busy
+            await client.write_event(SynthesizeChunk("An open stream. ").event())
+            assert AudioStart.is_type((await read(client)).type)
+            proc.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(20):
+                while await client.read_event() is not None:  # the rest of its audio, then EOF
+                    pass
+        assert proc.proc.wait(20) in (0, -signal.SIGTERM)
+    finally:
+        proc.stop()
