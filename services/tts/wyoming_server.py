@@ -186,7 +186,11 @@ class WyomingHandler(GuardedHandler):
 
     async def _synthesize(self, request: Synthesize) -> None:
         session = await self._session()
-        await session.handle(core.Synthesize(request.text, self._new_id(), self._voice(request.voice)))
+        try:
+            await session.handle(core.Synthesize(request.text, self._new_id(), self._voice(request.voice)))
+        except CodedError:
+            await self._release_if_idle()  # a refused request holds no session slot
+            raise
 
     async def _stream_start(self, start: SynthesizeStart) -> None:
         if self.stream is not None:
@@ -197,6 +201,7 @@ class WyomingHandler(GuardedHandler):
             await session.handle(core.Text("", stream.request_id, self._voice(start.voice)))  # opens the request
         except CodedError:
             stream.failed = True  # its chunks are dropped; synthesize-stop still answers synthesize-stopped
+            await self._release_if_idle()
             raise
         self.streaming_ids.add(stream.request_id)
 
@@ -230,8 +235,7 @@ class WyomingHandler(GuardedHandler):
         if request_id in self.streaming_ids:
             self.streaming_ids.discard(request_id)
             await self.write_event(SynthesizeStopped().event())
-        if self.core is not None and not self.core.busy:
-            await self._release()
+        await self._release_if_idle()
 
     # ------------------------------------------------------------------ helpers
     async def _session(self) -> core.TTSCore:
@@ -252,6 +256,10 @@ class WyomingHandler(GuardedHandler):
             await self.core.open(send_ready=False)
             logs.event(log, "wyoming session", connection=self.id, rate=engine_rate)
         return self.core
+
+    async def _release_if_idle(self) -> None:
+        if self.core is None or not self.core.busy:
+            await self._release()
 
     async def _release(self) -> None:
         slot, self._slot = self._slot, None

@@ -203,9 +203,11 @@ async def test_bad_input_gets_wyoming_errors_and_the_connection_goes_on(espeak_w
 async def test_the_session_limit_and_metrics_are_shared_with_the_websocket(espeak_wy):
     proc, port = espeak_wy
     before = metric(proc.url, "voice_tts_requests_total", '{outcome="complete"}')
-    async with websockets.connect(proc.ws_url + "/v1/tts/stream") as ws:  # MAX_SESSIONS=1: the one slot
-        assert json.loads(await ws.recv())["type"] == "ready"
-        async with AsyncTcpClient("127.0.0.1", port) as client:
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Synthesize("Hello.", voice=SynthesizeVoice(name="nobody")).event())
+        await expect_error(client, "unknown_voice")  # refused: this open connection holds no slot
+        async with websockets.connect(proc.ws_url + "/v1/tts/stream") as ws:  # MAX_SESSIONS=1: the one slot
+            assert json.loads(await ws.recv())["type"] == "ready"
             await client.write_event(Synthesize("Refused for now.").event())
             await expect_error(client, "capacity")
             assert metric(proc.url, "voice_tts_wyoming_connections") == 1
