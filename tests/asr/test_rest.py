@@ -9,6 +9,7 @@ import pytest
 from services.common.audio import wav_bytes
 from tests.asr.conftest import COMPLETE, COMPLETE_2, said
 from tests.helpers.speech import concat, silence
+from tests.helpers.wer import wer
 
 EPS = 1e-3
 
@@ -29,6 +30,8 @@ def test_json(client, speech_wav):
     result = client.audio.transcriptions.create(model="whisper-1", file=("speech.wav", data, "audio/wav"))
     assert isinstance(result, openai.types.audio.Transcription)
     assert isinstance(result.text, str) and result.text
+    # the words (Whisper tiny.en; the espeak limit of test_wer.py)
+    assert wer(f"{COMPLETE} {COMPLETE_2}", result.text) <= 0.18, result.text
 
 
 def test_text(client, speech_wav):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from services.common.audio import resample
-from tests.asr.conftest import COMPLETE, INCOMPLETE, said
+from tests.asr.conftest import COMPLETE, COMPLETE_2, INCOMPLETE, said
 from tests.asr.streaming import StreamResult, stream_audio
 from tests.helpers.speech import concat, silence, speak
+from tests.helpers.wer import corpus_wer
 
 EPS = 1e-3
 
@@ -69,6 +70,9 @@ async def test_two_sentences_smart_turn_real_time(asr, two_sentences):
         assert eot["reason"] == "smart_turn" and eot["probability"] >= 0.5
     # the 1.5 s pause separates the turns on the sample clock
     assert turns[1][0]["timestamp"] - turns[0][-1]["end"] >= 1.2
+    # and each turn holds its sentence's words (Whisper tiny.en; the espeak limit of test_wer.py)
+    heard = [(COMPLETE, turns[0][-1]["text"]), (COMPLETE_2, turns[1][-1]["text"])]
+    assert corpus_wer(heard) <= 0.18, heard
 
 
 async def test_incomplete_sentence_waits_for_max_silence(asr):
