@@ -160,8 +160,8 @@ class WyomingHandler(GuardedHandler):
         await self._release()
 
     async def on_idle(self) -> bool:
-        if self.core is not None and self.core.busy:
-            return True  # a long synthesis is not idleness
+        if self.stream is None and self.core is not None and self.core.busy:
+            return True  # a long synthesis is not idleness; a stream left open without text is
         return await super().on_idle()
 
     # ------------------------------------------------------------------ events in

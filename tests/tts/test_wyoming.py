@@ -240,3 +240,19 @@ async def test_sigterm_ends_an_open_wyoming_stream_and_the_process_exits(espeak,
         assert proc.proc.wait(20) in (0, -signal.SIGTERM)
     finally:
         proc.stop()
+
+
+async def test_a_stream_left_open_times_out(espeak, tmp_path):
+    proc, port = _service("espeak", "tts-wyoming-idle", TTS_VOICES_DIR=str(tmp_path), IDLE_TIMEOUT_S="1")
+    with proc:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(SynthesizeStart().event())
+            await client.write_event(SynthesizeChunk("Nobody ever says stop. ").event())
+            events = []
+            async with asyncio.timeout(30):
+                while (event := await client.read_event()) is not None:
+                    events.append(event)
+        assert AudioStart.is_type(events[0].type)  # the text it had was spoken
+        errors = [Error.from_event(e) for e in events if Error.is_type(e.type)]
+        assert [e.code for e in errors] == ["idle_timeout"], errors  # then the connection was closed
+        assert metric(proc.url, "voice_tts_wyoming_connections") == 0
