@@ -382,3 +382,26 @@ def test_checkov_finds_nothing_outside_the_stated_skips(tmp_path):
     failed = [(c["check_id"], c["resource"]) for r in reports for c in r.get("results", {}).get("failed_checks", [])]
     assert not failed, failed
     assert sum(r["summary"]["passed"] for r in reports) > 300, "checkov checked next to nothing"
+
+
+def test_an_overlay_without_the_redis_component_is_complete_for_an_external_redis():
+    """docs/deploy.md: leave components/redis out, put REDIS_URL in voicestack-secrets."""
+    overlay = REPO / "tests" / "artifacts" / "k8s-external-redis"
+    overlay.mkdir(parents=True, exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: voicestack\n"
+        "resources:\n  - ../../../deploy/k8s/base\n"
+    )
+    command = renderer()
+    if command is None:
+        pytest.skip("no kustomize v5 here")
+    result = subprocess.run([*command, str(overlay)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert not [d for d in docs if d["kind"] == "StatefulSet" or d["metadata"]["name"] == "redis"]
+    for obj in docs:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    (tts,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tts"]
+    env = {e["name"]: e for e in tts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "voicestack-secrets"
+    assert {o["kind"] for o in render("cpu")} - {d["kind"] for d in docs} == {"StatefulSet"}
