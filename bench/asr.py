@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import websockets
 
-from bench import asr_wer
+from bench import asr_live, asr_wer
 from bench.report import Report, median, pct
 from services.asr import config as asr_config
 from services.asr.features import smart_turn_features
@@ -344,4 +344,5 @@ def run(report: Report) -> None:
         f"smart turn {statistics.median(decision_times) * 1e3:.1f} ms; vad {median(vad_per_frame) * 1e3:.3f} ms/frame",
         flush=True,
     )
+    asr_live.report_section(report)  # the real model on live streams: latency, turns, batching on/off (issue 11)
     asr_wer.run(report)  # words beside the latency: raw faster-whisper vs REST vs stream (bench/asr_wer.py)

@@ -299,3 +299,66 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+CONFIGS = {"ASR_BATCH_SIZE=8 (batching on, default)": {}, "ASR_BATCH_SIZE=1 (batching off)": {"ASR_BATCH_SIZE": "1"}}
+
+
+def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
+    """The `make bench` part: the live-stream table, batching on and off (bench/asr.py calls it)."""
+    results = {
+        name: run_live(env, list(levels), label="bench-live-" + (env.get("ASR_BATCH_SIZE") or "8"))
+        for name, env in CONFIGS.items()
+    }
+    load = os.getloadavg()
+    report.section(
+        "ASR: live streams with the real model (issue 11)",
+        f"`{MODEL}` (real Whisper tiny.en, int8 on CPU), ASR_TEMPERATURES=0.0, the project's speech set "
+        "(tests/helpers/corpus.py: 40 Piper and espeak sentences + 16 with a pause inside), streamed at "
+        f"real-time pace in {CHUNK_S * 1000:.0f} ms frames, {LEAD_S} s of silence before and {PAUSE_S} s after "
+        "each utterance; smart_turn, stop_secs 0.2. One stream: 48 utterances; N streams: 8 each, starts "
+        "staggered over 1.5 s. Latency = last voiced frame sent → its final received. *late* = complete "
+        "sentences whose final came only with the next utterance, `end` or max_silence_secs (merges and waits); "
+        "*splits* = utterances answered by more than one final; *merges* = finals covering two utterances; "
+        "WER over all finals of each stream; CPU = the service process's CPU seconds per second of audio. "
+        f"The machine is shared with other work (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+        f"on {os.cpu_count()} cores at the end): compare within one run.",
+    )
+    rows = []
+    for name, result in results.items():
+        for level, st in result["levels"].items():
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(st["reasons"].items()))
+            rows.append(
+                [
+                    name,
+                    level,
+                    st["p50_ms"],
+                    st["p95_ms"],
+                    f"{st['late']}/{st['complete']}",
+                    st["splits"],
+                    st["merges"],
+                    st["missing"],
+                    st["wer"],
+                    st["cpu_per_audio_s"],
+                    reasons,
+                ]
+            )
+    report.table(
+        [
+            "config",
+            "streams",
+            "p50 (ms)",
+            "p95 (ms)",
+            "late",
+            "splits",
+            "merges",
+            "missing",
+            "stream WER %",
+            "CPU s / audio s",
+            "end-of-turn reasons",
+        ],
+        rows,
+    )
+    rest = ", ".join(f"{name}: {r.get('rest_wer')} %" for name, r in results.items())
+    report.text(f"REST WER on the same clips (one file per utterance): {rest}.")
+    return results

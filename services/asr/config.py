@@ -70,6 +70,7 @@ class ASRConfig:
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
+    text_complete_s: float = 1.5
     # Wyoming (Home Assistant) TCP server inside the ASR process; Wyoming has no auth (docs/asr.md)
     wyoming_port: int = 0
     wyoming_host: str = "127.0.0.1"
@@ -194,6 +195,12 @@ class ASRConfig:
                 "ASR_CONTINUATION_WAIT_SECS",
                 2.0,
                 "a turn whose text ends on a word like 'to', 'the', 'and' ends no sooner than this silence",
+                min=0.0,
+            ),
+            text_complete_s=env.float(
+                "ASR_TEXT_COMPLETE_SECS",
+                1.5,
+                "after this silence a transcript ending a sentence ends the turn though Smart Turn is unsure (0 = off)",
                 min=0.0,
             ),
             wyoming_port=env.int(

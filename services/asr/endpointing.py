@@ -30,6 +30,7 @@ def endpointing(config: ASRConfig) -> Endpointing:
         recheck_secs=tuple(config.turn_recheck_secs),
         decay=config.turn_threshold_decay,
         continuation_wait_s=config.continuation_wait_s,
+        text_complete_s=config.text_complete_s,
     )
 
 
@@ -73,7 +74,7 @@ class Endpointer:
         try:
             prob = await self.engines.turn_probability(audio)
             text = None
-            if prob >= self.turns.threshold and self.turns.wants_text():
+            if self.turns.wants_text(prob):
                 text = await self._text(task)
             return self.turns.turn_probability(prob, now, text)
         except BaseException:

@@ -19,7 +19,9 @@ the silence grows (`recheck_secs`, e.g. 0.5 and 1.0 s), each time against a lowe
 waiting for max_silence_secs, while a pause inside a sentence (low answers, speech resumes
 soon) is still bridged. The live transcript is the second signal: a turn whose text so far
 ends on a word that cannot end an English sentence ("to", "the", "and", …) is not finalized by
-Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is.
+Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is; and after
+`text_complete_s` of silence a transcript that ends a sentence (".", "?", "!") ends the turn even
+when Smart Turn stays unsure (reason "transcript").
 
 Because everything runs on stream time, the same audio always gives the same events.
 """
@@ -66,11 +68,12 @@ class Endpointing:
     recheck_secs: tuple[float, ...] = (0.5, 1.0)
     decay: float = 0.5
     continuation_wait_s: float = 2.0
+    text_complete_s: float = 1.5  # 0 = off
 
     @classmethod
     def once(cls) -> Endpointing:
         """The plain behaviour: one check at stop_secs, no text signal."""
-        return cls(recheck_secs=(), decay=1.0, continuation_wait_s=0.0)
+        return cls(recheck_secs=(), decay=1.0, continuation_wait_s=0.0, text_complete_s=0.0)
 
 
 @dataclass
@@ -180,7 +183,10 @@ class TurnTaker:
             self._pause_checks = 0
             stop = self.detection.stop_secs
             limit = self.detection.max_silence_secs
-            self._points = sorted(p for p in set(self.endpointing.recheck_secs) if stop < p < limit)
+            points = set(self.endpointing.recheck_secs)
+            if self.endpointing.text_complete_s > 0:
+                points.add(self.endpointing.text_complete_s)
+            self._points = sorted(p for p in points if stop < p < limit)
             actions.append(Action("check_turn", round(self.last_speech_end, 3)))
         return actions
 
@@ -198,6 +204,8 @@ class TurnTaker:
             return []
         self.checks.append(Check(self.silence_s, probability, threshold))
         if probability < threshold:
+            if self._text_says_complete(text):
+                return [self._finalize("transcript", now)]
             return []
         wait = self.endpointing.continuation_wait_s
         if text is not None and ends_mid_sentence(text) and self.silence_s < wait - 1e-9:
@@ -207,9 +215,22 @@ class TurnTaker:
             return []
         return [self._finalize("smart_turn", now)]
 
-    def wants_text(self) -> bool:
-        """Is the transcript worth waiting for before deciding? Only while a text hold is possible."""
-        return self.endpointing.continuation_wait_s > 0 and self.silence_s < self.endpointing.continuation_wait_s
+    def _text_says_complete(self, text: str | None) -> bool:
+        """After `text_complete_s` of silence, a transcript that ends a sentence ('.', '?', '!') and
+        not on a continuation word ends the turn even when Smart Turn stays unsure."""
+        limit = self.endpointing.text_complete_s
+        if not limit or text is None or self.silence_s < limit - 1e-9:
+            return False
+        stripped = text.strip()
+        return bool(stripped) and stripped[-1] in ".?!" and not stripped.endswith("...") and not ends_mid_sentence(text)
+
+    def wants_text(self, probability: float) -> bool:
+        """Is the transcript worth waiting for before deciding on `probability`? While a text hold is
+        possible on a 'complete' answer, or once the transcript alone may end the turn."""
+        ep = self.endpointing
+        if probability >= self.threshold:
+            return ep.continuation_wait_s > 0 and self.silence_s < ep.continuation_wait_s
+        return ep.text_complete_s > 0 and self.silence_s >= ep.text_complete_s - 1e-9
 
     def force(self, reason: str, now: float) -> list[Action]:
         """flush / end / max_duration / shutdown: end the open turn now (no-op when none is open)."""

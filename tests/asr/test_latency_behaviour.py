@@ -213,3 +213,15 @@ async def test_audio_is_taken_while_the_engine_is_stuck_and_nothing_is_lost(engi
     assert len(got) == len(texts)
     for text, final in zip(texts, got, strict=True):
         assert wer(text, final.text) <= 0.3, final.text
+
+
+def test_a_sentence_smart_turn_stays_unsure_about_ends_on_its_transcript():
+    """Smart Turn at 0.01 throughout: the transcript's full stop ends the turn at text_complete_s;
+    a fragment ending on "to" still waits for max_silence_secs."""
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5)
+    (final,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "My brother works in town.")
+    assert final.reason == "transcript"
+    assert final.checks[-1].silence == pytest.approx(1.5, abs=FRAME_S)
+    (late,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "I would like to.")
+    assert late.reason == "silence_timeout"

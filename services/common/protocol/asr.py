@@ -10,7 +10,7 @@ from ..audio import ENCODINGS, AudioFormatError, validate_sample_rate
 from .base import Error, Message, ProtocolError, check_fields, event_class
 
 TURN_MODES = ("smart_turn", "vad", "none")
-EOT_REASONS = ("smart_turn", "silence_timeout", "flush", "end", "vad", "max_duration")
+EOT_REASONS = ("smart_turn", "transcript", "silence_timeout", "flush", "end", "vad", "max_duration")
 
 
 @dataclass
