@@ -56,6 +56,14 @@ def test_compose_has_the_five_services_with_restart_and_health(compose):
     assert set(services["nginx"]["depends_on"]) == {"asr", "tts", "orchestrator"}
 
 
+def test_our_containers_are_hardened(compose):
+    """Read-only root, no capabilities, no privilege gain (scripts/compose-test.sh runs them so)."""
+    for name in ("models", "asr", "tts", "orchestrator"):
+        svc = compose["services"][name]
+        assert svc["read_only"] is True and svc["tmpfs"] == ["/tmp"], name
+        assert svc["cap_drop"] == ["ALL"] and svc["security_opt"] == ["no-new-privileges:true"], name
+
+
 def test_models_come_from_the_init_service_not_the_images(compose):
     """`models` runs what `make models` runs for `make run`, into the volume asr and tts mount, and
     both wait for it to finish; no Dockerfile fetches or copies weights."""

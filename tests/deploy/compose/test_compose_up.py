@@ -195,6 +195,13 @@ def test_every_service_is_ready_and_the_models_came_through_the_init_service(sta
     assert list(RUN_STEPS) == ["smart_turn", "whisper_tiny_en", "piper_joe"]
     for name in SEEDED:
         assert (stack.cache / "models" / name).exists(), name
+    # hardened as docker-compose.yml says: read-only root, non-root user, no capabilities
+    docker = os.environ.get("VS_DOCKER", "docker")
+    for name in ("asr", "tts", "orchestrator"):
+        cid = stack.compose("ps", "-q", name).stdout.strip()
+        fmt = "{{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.HostConfig.CapDrop}}"
+        info = subprocess.run([docker, "inspect", "-f", fmt, cid], capture_output=True, text=True, env=stack.env)
+        assert info.stdout.split() == ["true", "10001", "[ALL]"], (name, info.stdout, info.stderr)
     # light TTS image: TTS_ENGINE=auto picked Piper (no torch in the image)
     assert (
         "piper" in httpx.get(stack.url("tts") + "/ready", timeout=10).text.lower()
