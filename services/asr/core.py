@@ -509,7 +509,12 @@ class SessionCore:
     async def _transcribe_final(self, audio: np.ndarray) -> Transcript:
         stream = self.stream
         request = Request(
-            audio, "final", language=stream.language, word_timestamps=stream.word_timestamps, prompt=self.prompt
+            audio,
+            "final",
+            language=stream.language,
+            word_timestamps=stream.word_timestamps,
+            prompt=self.prompt,
+            owner=self.id,
         )
         return await self.engines.transcriber.transcribe(request)
 
@@ -570,7 +575,8 @@ class SessionCore:
 
     async def _partial(self, audio: np.ndarray, turn_id: int, timestamp: float) -> None:
         try:
-            result = await self.engines.transcriber.transcribe(Request(audio, "partial", language=self.stream.language))
+            request = Request(audio, "partial", language=self.stream.language, owner=self.id)
+            result = await self.engines.transcriber.transcribe(request)
         except Exception as exc:
             error = type(exc).__name__
             logs.event(log, "partial transcription failed", logging.WARNING, session_id=self.id, error=error)

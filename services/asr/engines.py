@@ -39,6 +39,7 @@ class Request:
     word_timestamps: bool = False
     prompt: str | None = None
     temperatures: tuple[float, ...] | None = None
+    owner: str | None = None  # the session asking: lets the scheduler shed its superseded partials
 
 
 class FileJob(Protocol):

@@ -9,9 +9,10 @@ threads off the event loop. The rules, in order of what a user notices:
    one awaits any more (a speculative final the session threw away, a partial of a turn that
    ended) is dropped before it runs.
 2. Partials are shed under load: `accepts_partial` refuses a new one while a final waits or the
-   queue already holds `max_pending_partials` requests, and a partial that waited longer than
-   `partial_max_wait_s` while finals or files wait is dropped unrun (a newer one will say more).
-   The partial rate thus follows the queue, not a fixed interval.
+   queue already holds `max_pending_partials` requests; a session's partial is dropped unrun once
+   that session's final is queued (its turn ended: nobody will show it), or once it waited longer
+   than `partial_max_wait_s` while finals or files wait (a newer one will say more). The partial
+   rate thus follows the queue, not a fixed interval. (Requests without an `owner` are never shed.)
 3. Batching: stream requests of the same kind waiting together (different sessions) run as one
    engine call of up to `batch_size` (the engine says what may share a call).
 4. REST files decode in slices of about FILE_SLICE_S, so a long upload never holds a final up
@@ -109,11 +110,14 @@ class Scheduler:
         self._wakeup.set()
         return await future
 
-    def _live(self, job: Job, now: float) -> bool:
+    def _live(self, job: Job, now: float, finals_of: set) -> bool:
         if job.future.done():  # cancelled by its caller: nobody reads the result
             return False
-        stale = now - job.queued_at > self.partial_max_wait_s
-        if job.request.kind == "partial" and stale and (self.waiting["final"] or self.waiting["file"]):
+        if job.request.kind != "partial" or job.request.owner is None:
+            return True
+        superseded = job.request.owner in finals_of  # its session's turn already ended
+        stale = now - job.queued_at > self.partial_max_wait_s and (self.waiting["final"] or self.waiting["file"])
+        if superseded or stale:
             job.future.cancel()
             self.shed += 1
             metrics.partials_dropped.inc()
@@ -123,9 +127,10 @@ class Scheduler:
     def take(self) -> list[Job]:
         """The most urgent live job, plus (when it can batch) the waiting jobs that can share its call."""
         now = time.perf_counter()
+        finals_of = {j.request.owner for j in self._pending if j.request.kind == "final" and not j.future.done()}
         live = []
         for job in self._pending:
-            if self._live(job, now):
+            if self._live(job, now, finals_of):
                 live.append(job)
             else:
                 self.waiting[job.request.kind] -= 1

@@ -79,3 +79,26 @@ async def test_work_nobody_awaits_is_dropped_before_it_runs(transcriber):
         await transcriber.stop()
     assert kept.text
     assert transcriber.order[before:] == ["final"]  # one final ran: the kept one
+
+
+async def test_a_sessions_partial_is_shed_once_its_final_is_queued(transcriber):
+    """The turn ended: its partial would be dropped by the session anyway, so it never runs."""
+    transcriber.partial_max_wait_s = 600.0  # only the superseded rule here, not the age one
+    transcriber.start()
+    try:
+        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
+        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
+        before = len(transcriber.order)
+        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        mine = asyncio.create_task(transcriber.transcribe(Request(turn, "partial", owner="s1")))
+        other = asyncio.create_task(transcriber.transcribe(Request(turn, "partial", owner="s2")))
+        await until(lambda: transcriber.waiting["partial"] == 2, "both partials wait")
+        final = await transcriber.transcribe(Request(turn, "final", owner="s1"))
+        outcomes = await asyncio.gather(busy, mine, other, return_exceptions=True)
+    finally:
+        await transcriber.stop()
+        transcriber.partial_max_wait_s = transcriber.config.partial_max_wait_s
+    assert final.text
+    assert isinstance(outcomes[1], asyncio.CancelledError)  # s1's partial: shed unrun
+    assert not isinstance(outcomes[2], BaseException) and outcomes[2].text  # s2's still ran
+    assert transcriber.order[before:] == ["final", "partial"]
