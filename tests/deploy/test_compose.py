@@ -62,6 +62,12 @@ def test_our_containers_are_hardened(compose):
         svc = compose["services"][name]
         assert svc["read_only"] is True and svc["tmpfs"] == ["/tmp"], name
         assert svc["cap_drop"] == ["ALL"] and svc["security_opt"] == ["no-new-privileges:true"], name
+    server = (REPO / "services/common/server.py").read_text()
+    exit_grace = float(re.search(r"exit_bounded\(grace_s=([\d.]+)\)", server).group(1))
+    for name in ("asr", "tts", "orchestrator"):
+        drain = next(d.default for d in readers_for(name, {}).docs if d.name == "DRAIN_TIMEOUT_S")
+        grace = int(compose["services"][name]["stop_grace_period"].rstrip("s"))
+        assert grace >= 2 * drain + exit_grace, name
 
 
 def test_models_come_from_the_init_service_not_the_images(compose):

@@ -11,6 +11,7 @@ the suite checks the same files statically (tests/deploy/test_compose.py).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -100,6 +101,7 @@ class Stack:
         )
 
     def up(self) -> None:
+        (STATE / "stats.txt").unlink(missing_ok=True)
         _seed_cache(self.cache)
         if self.nginx_dir.exists():
             shutil.rmtree(self.nginx_dir)
@@ -146,7 +148,8 @@ class Stack:
             print(f"[compose-test] stats {line}")
 
     def down(self) -> None:
-        self.stats()
+        if not (STATE / "stats.txt").exists():
+            self.stats()
         self.logs()
         self.compose("down", "--volumes", "--timeout", "20", timeout=120, check=False)
 
@@ -230,3 +233,26 @@ def test_one_synthesis_through_nginx_is_the_words_asked_for(stack):
     # and what it said is the sentence: the ASR container hears it back through nginx
     text = _transcribe(stack, response.content)
     assert wer(SENTENCE, text) <= 0.25, text
+
+
+async def test_stopping_asr_drains_an_open_stream_with_1001(stack):
+    """SIGTERM reaches the service in its container (python is PID 1) and the drain closes an open
+    session with 1001 'going away' through nginx, well within stop_grace_period. Runs last: it stops asr."""
+    import asyncio
+
+    import websockets
+
+    stack.stats()  # while everything still runs
+    url = stack.url("nginx").replace("http://", "ws://") + "/v1/asr/stream?session=drain-test"
+    async with websockets.connect(url, open_timeout=30) as ws:
+        ready = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert ready["type"] == "ready"
+        started = time.monotonic()
+        stop = asyncio.create_task(asyncio.to_thread(stack.compose, "stop", "asr", timeout=120))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 60)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
+        await stop
+    stack.timings["asr SIGTERM -> stopped (s)"] = time.monotonic() - started
+    assert stack.timings["asr SIGTERM -> stopped (s)"] < 30
