@@ -170,12 +170,14 @@ def _soak(soak: dict) -> list[str]:
         "",
         "RSS (MiB; start = first sample after the warm-up):",
         "",
-        "| service | start | middle | end | growth | peak |",
-        "|---|---|---|---|---|---|",
+        "| service | start | middle | end | growth | second half | peak | about once a minute |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in soak["rss"].items():
+        minutes = " ".join(str(round(v)) for v in r.get("per_minute", []))
         lines.append(
-            f"| {name} | {r['start']} | {r['middle']} | {r['end']} | {_fmt(r['growth_pct'], 1)} % | {r['peak']} |"
+            f"| {name} | {r['start']} | {r['middle']} | {r['end']} | {_fmt(r['growth_pct'], 1)} % "
+            f"| {_fmt(r.get('second_half_pct'), 1)} % | {r['peak']} | {minutes} |"
         )
     if soak.get("deaths"):
         lines += ["", "Processes that died during the soak: " + ", ".join(soak["deaths"])]

@@ -238,7 +238,9 @@ def rss_summary(samples: dict[str, list[tuple[float, float]]], warmup_s: float) 
             "middle": middle,
             "end": end,
             "growth_pct": round((end - start) / start * 100.0, 1) if start else None,
+            "second_half_pct": round((end - middle) / middle * 100.0, 1) if middle else None,
             "peak": max(v for _, v in series),
+            "per_minute": [v for t, v in series if int(t) % 60 < 5],  # one 5 s sample a minute
         }
     return out
 
