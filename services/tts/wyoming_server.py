@@ -56,6 +56,11 @@ PROGRAM = "voice-stack-tts"
 SAMPLE_WIDTH = 2  # bytes: pcm_s16le
 _LANGUAGE = re.compile(r"([a-z]{2,3})(?:[-_]([a-z]{2}))?", re.I)
 _ids = itertools.count(1)
+ENGINE_CREDITS = {  # who made the voices, shown by Home Assistant beside them
+    "piper": Attribution(name="Piper (rhasspy)", url="https://github.com/rhasspy/piper"),
+    "espeak": Attribution(name="eSpeak NG", url="https://github.com/espeak-ng/espeak-ng"),
+    "chatterbox": Attribution(name="Chatterbox (Resemble AI)", url="https://github.com/resemble-ai/chatterbox"),
+}
 
 
 def voice_language(voice_id: str) -> str:
@@ -78,6 +83,7 @@ async def info(runtime: TTSRuntime) -> Info:
     made_by = Attribution(name="voice stack", url="https://github.com/")
     voices: list[TtsVoice] = []
     if engine is not None:
+        credit = ENGINE_CREDITS.get(engine.name, made_by)
         entries = [(v.id, v.name) for v in engine.builtin_voices()]
         if engine.registers_voices and runtime.store is not None:
             with contextlib.suppress(Exception):  # the store down: the built-in voices still speak
@@ -85,7 +91,7 @@ async def info(runtime: TTSRuntime) -> Info:
         voices = [
             TtsVoice(
                 name=voice_id,
-                attribution=made_by,
+                attribution=credit,
                 installed=True,
                 description=label,
                 version=None,
