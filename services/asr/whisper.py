@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -74,10 +75,14 @@ def window_frames(duration_s: float, pad_s: float | None, min_s: float = 0.0) ->
 
 
 def repeats(text: str, n: int = 2, times: int = 3) -> bool:
-    """A phrase of `n` words said `times` times or more: Whisper looping, not speech."""
+    """Whisper looping, not speech: a phrase of `n` words said `times` times or more, or the same
+    sentence (3 words or more) twice in a row ("Turn the volume down. Turn the volume down.")."""
     words = text.lower().split()
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return any(grams.count(g) >= times for g in set(grams))
+    if any(grams.count(g) >= times for g in set(grams)):
+        return True
+    sentences = [x.strip() for x in re.split(r"[.?!]+", text.lower()) if x.strip()]
+    return any(a == b and len(a.split()) >= 3 for a, b in zip(sentences, sentences[1:], strict=False))
 
 
 @dataclass
