@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         "parts": ",".join(parts),
     }
     results: dict = {}
+    report.machine()  # the commit the run starts on
     if any(p in parts for p in ("fuzz", "soak", "bombs")):
         with common.stack("soak") as s:
             if "fuzz" in parts:

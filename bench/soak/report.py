@@ -15,7 +15,17 @@ from .common import OUT, Tally
 RSS_GROWTH_LIMIT_PCT = 10.0
 
 
+_MACHINE: list[str] = []
+
+
 def machine() -> str:
+    """Described once per run: the commit is the one the run started on, not the last one."""
+    if not _MACHINE:
+        _MACHINE.append(_describe())
+    return _MACHINE[0]
+
+
+def _describe() -> str:
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
