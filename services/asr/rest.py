@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from services.common import logs
 from services.common.audio import AudioFormatError, AudioTooLong, decode_file
+from services.common.errors import CodedError
 from services.common.http_body import BodyTooLarge, read_capped
 from services.common.limits import CapacityError, SessionLimiter, busy_response, error_response
 
@@ -124,6 +125,8 @@ def make_endpoint(config: ASRConfig, engines: Engines, limiter: SessionLimiter):
             )
         except ValueError as exc:  # faster-whisper's answer to e.g. an unknown language code
             return _error(400, "bad_request", str(exc))
+        except CodedError as exc:  # inference_timeout, engine_unavailable, gpu_out_of_memory
+            return _error(exc.status, exc.code, exc.message)
         except Exception as exc:
             log.exception("file transcription failed")
             return _error(500, "transcription_failed", f"transcription failed: {type(exc).__name__}")
