@@ -14,11 +14,12 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from services.common import logs
+from services.common import logs, validate
 from services.common.audio import AudioFormatError, AudioTooLong, decode_file
 from services.common.errors import CodedError
 from services.common.http_body import BodyTooLarge, read_capped
 from services.common.limits import CapacityError, SessionLimiter, busy_response, error_response
+from services.common.validate import InputError
 
 from . import formats, metrics
 from .config import ASRConfig
@@ -98,9 +99,10 @@ def make_endpoint(config: ASRConfig, engines: Engines, limiter: SessionLimiter):
             temperatures = (temperature,)
         if str(form.get("stream") or "false").lower() == "true":
             return _error(400, "unsupported", "stream=true is not supported here; use the /v1/asr/stream WebSocket")
-        language = str(form.get("language") or "") or None
-        if language is not None and not 2 <= len(language) <= 8:
-            return _error(400, "bad_language", f"language must be a code like 'en', got {language!r}")
+        try:
+            language = validate.language(form.get("language"))
+        except InputError as exc:
+            return _error(exc.status, exc.code, exc.message)
         prompt = str(form.get("prompt") or "") or None
 
         try:  # in a worker, bounded while it decodes: /health keeps answering, memory stays capped

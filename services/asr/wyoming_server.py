@@ -31,7 +31,7 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncTcpServer
 
-from services.common import logs
+from services.common import logs, validate
 from services.common.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from services.common.errors import CodedError
 from services.common.limits import CapacityError, SessionLimiter
@@ -263,11 +263,7 @@ def _check_format(start: AudioStart) -> None:
 
 
 def _language(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or not 2 <= len(value) <= 8:
-        raise InputError("bad_language", "language must be a code like 'en'")
-    return value
+    return validate.language(value)
 
 
 class WyomingASR:

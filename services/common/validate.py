@@ -115,6 +115,18 @@ def identifier(value: Any, what: str = "id") -> str:
     return value
 
 
+LANGUAGE_PATTERN = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})?")
+
+
+def language(value: Any, code: str = "bad_language") -> str | None:
+    """A language code ('en', 'haw', 'pt-BR') or None for "detect it"; anything else is refused."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or LANGUAGE_PATTERN.fullmatch(value) is None:
+        raise InputError(code, "language must be a code like 'en' (or empty/null to detect it)")
+    return value
+
+
 def text(value: Any, what: str = "text", *, max_chars: int | None = None) -> str:
     """User text: a string of valid Unicode, within `max_chars`."""
     if not isinstance(value, str):

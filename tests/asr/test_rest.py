@@ -156,6 +156,9 @@ def test_wav_cut_mid_data_transcribes_what_is_there(client, speech_wav):
         ({"timestamp_granularities[]": "syllable"}, "bad_timestamp_granularities"),
         ({"temperature": "hot"}, "bad_temperature"),
         ({"temperature": "3"}, "bad_temperature"),
+        ({"language": "en\n"}, "bad_language"),
+        ({"language": "../etc"}, "bad_language"),
+        ({"language": b"\xed\xa0\x80"}, "bad_language"),  # a lone surrogate's UTF-8 bytes
     ],
 )
 def test_bad_fields_are_400(asr, speech_wav, fields, code):

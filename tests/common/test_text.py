@@ -1,5 +1,7 @@
 """Text → speakable pieces (sentence splitting, incremental buffer)."""
 
+import pytest
+
 from services.common.text import IncrementalText, split_text
 
 
@@ -33,3 +35,14 @@ def test_incremental_cuts_overlong_text_without_a_sentence_end():
     out = buf.feed("one two three four five six seven eight nine ten eleven")
     assert out and all(len(p) <= 30 for p in out)
     assert " ".join(out + buf.flush()).split() == "one two three four five six seven eight nine ten eleven".split()
+
+
+def test_language_codes_one_validator():
+    from services.common.validate import InputError, language
+
+    assert language(None) is None and language("") is None
+    assert language("en") == "en" and language("haw") == "haw" and language("pt-BR") == "pt-BR"
+    for bad in ("e", "english", "en\n", "../x", "\ud800", 7, "en-" + "x" * 9):
+        with pytest.raises(InputError) as info:
+            language(bad)
+        assert info.value.code == "bad_language"

@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from services.common import validate
 from services.common.errors import CodedError
 from services.common.protocol.asr import StreamConfig, TurnDetection
+from services.common.validate import InputError
 
 from ..core import Configure
 
@@ -163,10 +165,11 @@ def _transcription(value: Any, current: dict[str, Any] | None) -> dict[str, Any]
             raise RealtimeError("invalid_type", "transcription.model must be a string", param + ".model")
         new["model"] = value["model"]  # echoed; the process serves its one model (ASR_MODEL)
     if "language" in value:
-        language = value["language"]
-        if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 8):
-            raise RealtimeError("invalid_value", "language must be an ISO-639-1 code like 'en'", param + ".language")
-        new["language"] = language
+        try:
+            new["language"] = validate.language(value["language"])
+        except InputError:
+            message = "language must be an ISO-639-1 code like 'en'"
+            raise RealtimeError("invalid_value", message, param + ".language") from None
     if "prompt" in value:
         prompt = value["prompt"]
         if prompt is not None and (not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS):

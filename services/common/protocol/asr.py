@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from .. import validate
 from ..audio import ENCODINGS, AudioFormatError, validate_sample_rate
 from .base import Error, Message, ProtocolError, check_fields, event_class
 
@@ -54,9 +55,10 @@ def parse_config(data: dict[str, Any], defaults: StreamConfig | None = None) -> 
     encoding = data.get("encoding", base.encoding)
     if encoding not in ENCODINGS:
         raise ProtocolError("bad_config", f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
-    language = data.get("language", base.language)
-    if language is not None and (not isinstance(language, str) or not 2 <= len(language) <= 8):
-        raise ProtocolError("bad_config", f"language must be a language code like 'en' or null, got {language!r}")
+    try:
+        language = validate.language(data.get("language", base.language), code="bad_config")
+    except validate.InputError as exc:
+        raise ProtocolError(exc.code, exc.message) from None
     model = data.get("model", base.model)
     if model is not None and not isinstance(model, str):
         raise ProtocolError("bad_config", "model must be a string or null")

@@ -111,7 +111,8 @@ class VoiceStore:
         if not self.engine.registers_voices:  # only its own voices: a stored clip would be ignored
             raise VoiceError(
                 "unknown_voice",
-                f"no voice {voice_id!r}; the {self.engine.name} engine speaks: {', '.join(sorted(self._builtin_ids()))}",
+                f"no voice {voice_id!r}; the {self.engine.name} engine speaks: "
+                + ", ".join(sorted(self._builtin_ids())),
                 status=404,
             )
         voice_id = check_id(voice_id)
