@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader
+from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader, repo_relative
 from services.common.protocol.asr import TURN_MODES, StreamConfig, TurnDetection
 
 DEFAULT_PORT = 8001
@@ -17,12 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int16", "float16", "bfloat16", "float32")
 
 
-def shown(path: Path) -> str:
-    """A default path as the config table shows it: relative to the repository when inside it."""
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+shown = repo_relative
 
 
 def resolved(value: str) -> str:

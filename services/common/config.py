@@ -18,6 +18,22 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
 
 
+def repo_relative(path: Path) -> str:
+    """A default path as the config table shows it: relative to the repository when inside it
+    (so the table reads the same on every checkout), absolute otherwise (e.g. MODELS_DIR=/cache)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def from_repo(value: str) -> Path:
+    """Relative paths are taken from the repository root (where `make run` starts), so a service
+    finds models/ and data/ whatever its working directory."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 class ConfigError(SystemExit):
     """A bad setting. Subclasses SystemExit so an unhandled one stops the process with its message."""
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.config import MODELS_DIR, REPO_ROOT, CommonConfig, EnvReader
+from services.common.config import MODELS_DIR, CommonConfig, EnvReader, from_repo, repo_relative
 
 ENGINES = ("auto", "chatterbox", "piper", "espeak")
 VARIANTS = ("original", "turbo", "multilingual")
@@ -106,7 +106,11 @@ class TTSConfig:
             env.fail("TTS_FIRST_CHUNK_TOKENS", "must not exceed TTS_CHUNK_TOKENS")
         piper = PiperSettings(
             voices_dir=_repo_path(
-                env.str("TTS_PIPER_VOICES_DIR", "models/piper", "Piper voices: every <name>.onnx + <name>.onnx.json")
+                env.str(
+                    "TTS_PIPER_VOICES_DIR",
+                    repo_relative(MODELS_DIR / "piper"),
+                    "Piper voices: every <name>.onnx + <name>.onnx.json",
+                )
             ),
             default_voice=env.str(
                 "TTS_PIPER_VOICE", "en_US-joe-medium", "default Piper voice (file name without .onnx)"
@@ -150,10 +154,7 @@ class TTSConfig:
         )
 
 
-def _repo_path(value: str) -> Path:
-    """Relative paths are taken from the repository root, so the service finds them from any cwd."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+_repo_path = from_repo
 
 
 def resolve_model_dir(value: str, variant: str = "original") -> str:
