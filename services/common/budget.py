@@ -12,7 +12,8 @@ Where it is wired (MAX_BUFFERED_AUDIO_SECS / MAX_BUFFERED_TEXT_CHARS):
   max-duration turn), not refused: `turn_cap()` caps ASR_MAX_TURN_SECS.
 - TTS session: the text of a session's unfinished requests (`synthesize` and `text`), and the
   audio held for a non-streaming request.
-- Orchestrator: agent audio received from TTS for sentences still waiting to play.
+- Orchestrator: agent audio received from TTS for sentences still waiting to play (the speech
+  queue); past it the answer stops with a `buffer_full` error event, what was sent stays.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ import numpy as np
 
 from clients.voice import ASRStream, AudioFrame, Backoff, StreamClosed, TTSStream
 from services.common import logs
+from services.common.budget import Budget, BufferFull
 from services.common.protocol import asr, tts
 from services.common.protocol.base import Error
 from services.common.text import IncrementalText  # the same splitter TTS uses: one rule for both
@@ -136,7 +137,7 @@ class AgentSession:
         self._turn: Turn | None = None
         self._last_turn: Turn | None = None
         self._turn_ids = itertools.count(1)
-        self.speech = SpeechQueue(self.output.audio, self.session_id)
+        self.speech = SpeechQueue(self.output.audio, self.session_id, budget=Budget.from_config(settings.common))
         self._speech_end_at: float | None = None
         self._closed = False
         self._dropped_audio_s = 0.0
@@ -391,7 +392,14 @@ class AgentSession:
 
     async def _on_tts_event(self, event: Any) -> None:
         if isinstance(event, AudioFrame):
-            await self.speech.audio(event.request_id, event.samples(), event.sample_rate)
+            try:
+                await self.speech.audio(event.request_id, event.samples(), event.sample_rate)
+            except BufferFull as exc:  # TTS ran far ahead of playback: stop this answer, keep what went out
+                await self.output.error(exc.code, exc.message, False)
+                turn = self._turn
+                if turn is not None:
+                    await self._cancel_tts(self.speech.pending_requests(turn))
+                    self.speech.fail(turn)
         elif isinstance(event, tts.SynthesisComplete):
             await self.speech.complete(event.request_id)
         elif isinstance(event, Error) and event.code not in TTS_BENIGN_ERRORS:
@@ -413,6 +421,13 @@ class AgentSession:
         if turn is not None and not turn.cancelled:
             self.speech.fail(turn)
 
+    async def _cancel_tts(self, request_ids: list[str]) -> None:
+        stream = self.tts.stream
+        if stream is not None:
+            for rid in request_ids:
+                with contextlib.suppress(StreamClosed):
+                    await stream.cancel(rid)
+
     # ------------------------------------------------------------------ barge-in
     async def _interrupt(self, reason: str) -> None:
         """Stop the agent now: cancel Claude and TTS, clear playback, keep only what was heard.
@@ -428,11 +443,7 @@ class AgentSession:
                 turn.task.cancel()
         cancelled_ids = self.speech.cancel(target)
         await self.output.clear()
-        stream = self.tts.stream
-        if stream is not None:
-            for rid in cancelled_ids:
-                with contextlib.suppress(StreamClosed):
-                    await stream.cancel(rid)
+        await self._cancel_tts(cancelled_ids)
         heard = target.heard_text() if target is not None else ""
         if target is not None and self.config.mode == Mode.AGENT:
             if target.recorded:

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from services.common.budget import Budget
+
 from .turns import Sentence, SentenceKind, Turn
 
 MAX_UNPLAYED = 4096  # audio segments awaiting a playback report; older ones count as played
@@ -26,10 +28,13 @@ Emit = Callable[[np.ndarray, int, str], Awaitable[None]]  # (samples, sample_rat
 
 
 class SpeechQueue:
-    def __init__(self, emit: Emit, request_prefix: str, max_unplayed: int = MAX_UNPLAYED) -> None:
+    def __init__(
+        self, emit: Emit, request_prefix: str, max_unplayed: int = MAX_UNPLAYED, budget: Budget | None = None
+    ) -> None:
         self._emit_audio = emit
         self.request_prefix = request_prefix
         self.max_unplayed = max_unplayed
+        self.budget = budget  # MAX_BUFFERED_AUDIO_SECS: audio held for sentences not yet next in line
         self._requests: dict[str, tuple[Turn, Sentence]] = {}  # TTS requests not yet complete
         self._unplayed: OrderedDict[str, tuple[Turn, Sentence, float]] = OrderedDict()
 
@@ -72,13 +77,17 @@ class SpeechQueue:
     # ------------------------------------------------------------------ TTS answers
     async def audio(self, request_id: str, samples: np.ndarray, sample_rate: int) -> bool:
         """A chunk of a request's audio. False (and dropped) when the request is unknown: a
-        cancelled request's tail, or someone else's."""
+        cancelled request's tail, or someone else's. Raises BufferFull when audio that must wait
+        for an earlier sentence would pass the connection's budget."""
         entry = self._requests.get(request_id)
         if entry is None:
             return False
         turn, sentence = entry
         if turn.cancelled:
             return False
+        if self.budget is not None and sentence.index != turn.emit_index:
+            held = sum(len(s) / r for later in turn.sentences for s, r in later.pending)
+            self.budget.audio(held, len(samples) / sample_rate, "agent audio waiting to play")  # BufferFull
         turn.waterfall.mark("tts_first_audio")
         sentence.received_s += len(samples) / sample_rate
         if sentence.index == turn.emit_index:

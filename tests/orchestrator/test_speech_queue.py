@@ -136,3 +136,24 @@ async def test_unplayed_stays_bounded_for_a_transport_that_never_reports():
         await q.audio(s0.request_id, _audio(100, i + 1), RATE)
     assert len(rec.out) == 5
     assert round(s0.played_s, 3) == 0.2  # the two oldest segments count as played
+
+
+async def test_audio_waiting_for_an_earlier_sentence_is_bounded_by_the_budget():
+    import pytest
+
+    from services.common.budget import Budget, BufferFull
+
+    rec = Recorder()
+    q = SpeechQueue(rec, "sess", budget=Budget(max_audio_s=1.0))
+    turn = Turn(1, "hi", Waterfall(1, "agent"))
+    s0 = q.add(turn, "One.", SentenceKind.ANSWER)
+    s1 = q.add(turn, "Two.", SentenceKind.ANSWER)
+    q.track(turn, s0)
+    q.track(turn, s1)
+    assert await q.audio(s0.request_id, _audio(5000, 0.1), RATE)  # next in line: out at once, never held
+    assert await q.audio(s1.request_id, _audio(600, 0.2), RATE)  # held: 0.6 s of 1 s
+    with pytest.raises(BufferFull) as info:
+        await q.audio(s1.request_id, _audio(600, 0.3), RATE)  # 1.2 s would be held
+    assert info.value.code == "buffer_full"
+    assert [n for _sid, n, _v in rec.out] == [5000]  # what went out stays; the held 0.6 s is kept
+    assert len(s1.pending) == 1
