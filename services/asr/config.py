@@ -134,7 +134,12 @@ class ASRConfig:
             smart_turn_model=smart_turn,
             turn_threads=env.int("ASR_TURN_THREADS", 2, "onnxruntime threads for Smart Turn", min=1),
             vad_threshold=env.float("ASR_VAD_THRESHOLD", 0.5, "Silero speech probability", min=0.05, max=0.95),
-            pre_speech_pad_s=env.float("ASR_PRE_SPEECH_PAD_SECS", 0.3, "audio kept before speech_start", min=0.0),
+            pre_speech_pad_s=env.float(
+                "ASR_PRE_SPEECH_PAD_SECS",
+                0.4,
+                "audio kept before speech_start (faster-whisper's own VAD pads 0.4 s: Silero confirms an onset late)",
+                min=0.0,
+            ),
             partial_interval_s=env.float(
                 "ASR_PARTIAL_INTERVAL_SECS", 0.4, "new speech between partials", min=0.1, max=10.0
             ),
