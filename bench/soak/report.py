@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from bench.report import machine as bench_machine
 
 from .common import OUT, Tally
 
@@ -26,28 +26,11 @@ def machine() -> str:
 
 
 def _describe() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:
         commit = "?"
-    return (
-        f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}; commit {commit}"
-    )
+    return f"{bench_machine()}; commit {commit}"
 
 
 def _fmt(value, digits: int = 2) -> str:

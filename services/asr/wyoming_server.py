@@ -29,7 +29,6 @@ from wyoming.error import Error as WyomingError
 from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
 from wyoming.ping import Ping, Pong
-from wyoming.server import AsyncTcpServer
 
 from services.common import logs, validate
 from services.common.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
@@ -37,9 +36,9 @@ from services.common.errors import CodedError
 from services.common.limits import CapacityError, SessionLimiter
 from services.common.protocol.asr import Final, Partial, SpeechStart, StreamConfig, TurnDetection
 from services.common.protocol.base import Error
-from services.common.server import SessionRegistry, is_loopback
+from services.common.server import SessionRegistry
 from services.common.validate import InputError
-from services.common.wyoming import GuardedHandler  # the bounded reader and loop, shared with TTS
+from services.common.wyoming import GuardedHandler, Listener  # the bounded reader and loop, shared with TTS
 
 from .append_only import AppendOnlyText
 from .config import ASRConfig
@@ -274,22 +273,10 @@ class WyomingASR:
         self.engines = engines
         self.limiter = limiter
         self.registry = registry
-        self.server: AsyncTcpServer | None = None
+        self.listener = Listener(lambda reader, writer: WyomingHandler(reader, writer, self), log)
 
     async def start(self) -> None:
-        host, port = self.config.wyoming_host, self.config.wyoming_port
-        self.server = AsyncTcpServer(host, port)
-        await self.server.start(lambda reader, writer: WyomingHandler(reader, writer, self))
-        logs.event(log, "wyoming server listening", host=host, port=port)
-        if not is_loopback(host):
-            logs.event(
-                log,
-                "Wyoming listens beyond loopback: it has no authentication (API_KEYS do not apply)",
-                logging.WARNING,
-                host=host,
-            )
+        await self.listener.start(self.config.wyoming_host, self.config.wyoming_port)
 
     async def stop(self) -> None:
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await self.server.stop()
+        await self.listener.stop()

@@ -25,10 +25,11 @@ from typing import Any
 
 from wyoming.error import Error as WyomingError
 from wyoming.event import Event
-from wyoming.server import AsyncEventHandler
+from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from services.common import logs
 from services.common.errors import CodedError
+from services.common.server import is_loopback
 from services.common.validate import InputError, parse_json
 
 MAX_LINE_BYTES = 64 * 1024  # one header line (the StreamReader limit the servers are started with)
@@ -153,3 +154,30 @@ class GuardedHandler(AsyncEventHandler):
                 await self.disconnect()
             self.writer.close()
             logs.event(self.log, "wyoming connection closed", connection=self.id)
+
+
+class Listener:
+    """One Wyoming TCP listener (ASR or TTS): started beside the HTTP server, loud when it is
+    reachable beyond loopback, since Wyoming has no authentication."""
+
+    def __init__(self, handler_factory, log: logging.Logger) -> None:
+        self._handler_factory = handler_factory  # (reader, writer) -> AsyncEventHandler
+        self._log = log
+        self.server = None
+
+    async def start(self, host: str, port: int) -> None:
+        self.server = AsyncTcpServer(host, port)
+        await self.server.start(self._handler_factory)
+        logs.event(self._log, "wyoming server listening", host=host, port=port)
+        if not is_loopback(host):
+            logs.event(
+                self._log,
+                "Wyoming listens beyond loopback: it has no authentication (API_KEYS do not apply)",
+                logging.WARNING,
+                host=host,
+            )
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await self.server.stop()

@@ -43,9 +43,8 @@ from services.common.errors import CodedError
 from services.common.limits import CapacityError, SessionLimiter
 from services.common.protocol.base import Error, Message
 from services.common.protocol.tts import AudioChunk, SessionConfig, SynthesisComplete
-from services.common.server import is_loopback
 from services.common.validate import InputError
-from services.common.wyoming import GuardedHandler
+from services.common.wyoming import GuardedHandler, Listener
 
 from . import core, metrics
 from .runtime import TTSRuntime
@@ -304,27 +303,13 @@ class WyomingTTS:
     def __init__(self, runtime: TTSRuntime, limiter: SessionLimiter) -> None:
         self.runtime = runtime
         self.limiter = limiter
-        self.server = None
+        self.listener = Listener(lambda reader, writer: WyomingHandler(reader, writer, self), log)
         self.port = 0
 
     async def start(self) -> None:
-        from wyoming.server import AsyncTcpServer
-
         config = self.runtime.config
-        host, port = config.wyoming_host, config.wyoming_port
-        self.server = AsyncTcpServer(host, port)
-        await self.server.start(lambda reader, writer: WyomingHandler(reader, writer, self))
-        self.port = port
-        logs.event(log, "wyoming server listening", host=host, port=port)
-        if not is_loopback(host):
-            logs.event(
-                log,
-                "Wyoming listens beyond loopback: it has no authentication (API_KEYS do not apply)",
-                logging.WARNING,
-                host=host,
-            )
+        await self.listener.start(config.wyoming_host, config.wyoming_port)
+        self.port = config.wyoming_port
 
     async def stop(self) -> None:
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await self.server.stop()
+        await self.listener.stop()
