@@ -15,33 +15,15 @@ import time
 
 from bench.asr_live import LEAD_S, MODEL, PAUSE_S, corpus
 from services.asr import config as asr_config
-from services.asr.core import AudioIn, Closed, Configure, End, SessionCore
 from services.asr.engines import Engines
-from services.common.audio import encode
-from services.common.protocol.asr import Final, StreamConfig, TurnDetection
+from services.common.protocol.asr import Final, TurnDetection
+from tests.helpers.core_stream import core_finals
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import corpus_wer
 
 
 async def stream_finals(engines: Engines, audio) -> list[Final]:
-    core = SessionCore(engines.config, engines)
-    out: list = []
-    closed = asyncio.Event()
-
-    async def send(event) -> None:
-        out.append(event)
-        if isinstance(event, Closed):
-            closed.set()
-
-    core.open(send)
-    detection = TurnDetection(mode="smart_turn", stop_secs=0.2)
-    await core.handle(Configure(StreamConfig(partials=False, turn_detection=detection)))
-    for i in range(0, len(audio), 3200):
-        await core.handle(AudioIn(encode(audio[i : i + 3200], "pcm_s16le")))
-    await core.handle(End())
-    await closed.wait()
-    await core.close()
-    return [e for e in out if isinstance(e, Final)]
+    return await core_finals(engines, audio, TurnDetection(mode="smart_turn", stop_secs=0.2), step=3200)
 
 
 async def measure(pad: float) -> tuple[float, float, int]:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import asyncio
+import os
+
 import numpy as np
 import pytest
 
+from services.asr import config as asr_config
+from services.asr.engines import Engines
 from tests.helpers.procs import ServiceProcess
 from tests.helpers.speech import concat, silence, speak, trimmed
 
@@ -32,3 +37,16 @@ def asr(models_dir, espeak):
 def two_sentences(espeak):
     """Two sentences separated by 1.5 s of silence, with silence around them (16 kHz float32)."""
     return concat(silence(0.4), speak(COMPLETE), silence(1.5), speak(COMPLETE_2), silence(1.2))
+
+
+@pytest.fixture(scope="module")
+async def engines(models_dir, espeak):
+    """The process-wide ASR engines (tiny.en, Smart Turn, Silero) loaded in-process, for tests that
+    drive the transport-free core directly; one load per module."""
+    config = asr_config.load({**os.environ, **FAST_ENV})
+    loaded = Engines(config)
+    await asyncio.to_thread(loaded.load)
+    loaded.transcriber.start()
+    yield loaded
+    await loaded.transcriber.stop()
+    loaded.shutdown()

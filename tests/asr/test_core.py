@@ -4,12 +4,10 @@ real models (Silero, Smart Turn, Whisper tiny.en) and real espeak speech."""
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import replace
 
 import pytest
 
-from services.asr import config as asr_config
 from services.asr.append_only import AppendOnlyText
 from services.asr.core import (
     AudioIn,
@@ -22,24 +20,12 @@ from services.asr.core import (
     SessionState,
     TurnCommitted,
 )
-from services.asr.engines import Engines
 from services.common.audio import encode
 from services.common.protocol.asr import Final, Ready, SpeechEnd, SpeechStart, StreamConfig, TurnDetection
 from services.common.protocol.base import Error, ProtocolError
-from tests.asr.conftest import COMPLETE, FAST_ENV, said
+from tests.asr.conftest import COMPLETE, said
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import wer
-
-
-@pytest.fixture(scope="module")
-async def engines(models_dir, espeak):
-    config = asr_config.load({**os.environ, **FAST_ENV})
-    engines = Engines(config)
-    await asyncio.to_thread(engines.load)
-    engines.transcriber.start()
-    yield engines
-    await engines.transcriber.stop()
-    engines.shutdown()
 
 
 class Outputs:

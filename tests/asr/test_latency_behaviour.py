@@ -11,20 +11,18 @@ The scheduler's "finals first" is pinned in tests/asr/test_scheduler.py.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 import pytest
 
-from services.asr import config as asr_config
-from services.asr.core import AudioIn, Closed, Configure, End, SessionCore
-from services.asr.engines import Engines
+from services.asr.core import AudioIn, Configure, End, SessionCore
 from services.asr.ring import AudioRing
 from services.asr.turn_taking import Endpointing, TurnTaker, ends_mid_sentence
 from services.asr.vad import FRAME_S, FRAME_SAMPLES
 from services.common.audio import encode
-from services.common.protocol.asr import Final, StreamConfig, TurnDetection
-from tests.asr.conftest import COMPLETE, FAST_ENV, said
+from services.common.protocol.asr import StreamConfig, TurnDetection
+from tests.asr.conftest import COMPLETE, said
+from tests.helpers.core_stream import Collector, core_finals
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import wer, words
 
@@ -32,37 +30,7 @@ SECOND = "Bring me the red book from the shelf."
 FRAGMENT = "I would really like to"
 
 
-@pytest.fixture(scope="module")
-async def engines(models_dir, espeak):
-    config = asr_config.load({**os.environ, **FAST_ENV})
-    engines = Engines(config)
-    await asyncio.to_thread(engines.load)
-    engines.transcriber.start()
-    yield engines
-    await engines.transcriber.stop()
-    engines.shutdown()
-
-
-async def finals(engines, audio: np.ndarray, detection: TurnDetection) -> list[Final]:
-    """Stream `audio` through a core as fast as it takes it (stream time is the sample clock)."""
-    core = SessionCore(engines.config, engines)
-    out: list = []
-    closed = asyncio.Event()
-
-    async def send(event) -> None:
-        out.append(event)
-        if isinstance(event, Closed):
-            closed.set()
-
-    core.open(send)
-    await core.handle(Configure(StreamConfig(partials=False, turn_detection=detection)))
-    step = 1600
-    for i in range(0, len(audio), step):
-        await core.handle(AudioIn(encode(audio[i : i + step], "pcm_s16le")))
-    await core.handle(End())
-    await asyncio.wait_for(closed.wait(), 120)
-    await core.close()
-    return [e for e in out if isinstance(e, Final)]
+finals = core_finals  # stream time is the sample clock: as fast as the core takes it
 
 
 # ---------------------------------------------------------------- the onset after a split
@@ -186,15 +154,8 @@ async def test_audio_is_taken_while_the_engine_is_stuck_and_nothing_is_lost(engi
     release = threading.Event()
     blocker = engines.transcriber._executor.submit(release.wait)  # the worker thread is busy until set
     core = SessionCore(engines.config, engines)
-    out: list = []
-    closed = asyncio.Event()
-
-    async def send(event) -> None:
-        out.append(event)
-        if isinstance(event, Closed):
-            closed.set()
-
-    core.open(send)
+    out = Collector()
+    core.open(out)
     await core.handle(Configure(StreamConfig(partials=False, turn_detection=TurnDetection(mode="vad"))))
     try:
         for text in texts:
@@ -202,14 +163,14 @@ async def test_audio_is_taken_while_the_engine_is_stuck_and_nothing_is_lost(engi
             for i in range(0, len(audio), 1600):
                 # a hang guard only: with the intake, each call returns without waiting on the engine
                 await asyncio.wait_for(core.handle(AudioIn(encode(audio[i : i + 1600], "pcm_s16le"))), 30)
-        assert not [e for e in out if isinstance(e, Final)]  # the engine really was held
+        assert not out.finals()  # the engine really was held
     finally:
         release.set()
         blocker.result()
     await core.handle(End())
-    await asyncio.wait_for(closed.wait(), 120)
+    await asyncio.wait_for(out.closed.wait(), 120)
     await core.close()
-    got = [e for e in out if isinstance(e, Final)]
+    got = out.finals()
     assert len(got) == len(texts)
     for text, final in zip(texts, got, strict=True):
         assert wer(text, final.text) <= 0.3, final.text
