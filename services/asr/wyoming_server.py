@@ -136,15 +136,7 @@ class WyomingHandler(GuardedHandler):
     timeout, CodedError → Wyoming `error`, the connection going on)."""
 
     def __init__(self, reader, writer, server: WyomingASR) -> None:
-        common = server.config.common
-        super().__init__(
-            reader,
-            writer,
-            max_payload=common.max_frame_bytes,
-            idle_timeout_s=common.idle_timeout_s,
-            logger=log,
-            prefix="wy",
-        )
+        super().__init__(reader, writer, server.config.common, logger=log)
         self.server = server
         self.config = server.config
         self.language: str | None = None

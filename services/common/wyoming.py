@@ -28,6 +28,7 @@ from wyoming.event import Event
 from wyoming.server import AsyncEventHandler, AsyncTcpServer
 
 from services.common import logs
+from services.common.config import CommonConfig
 from services.common.errors import CodedError
 from services.common.server import is_loopback
 from services.common.validate import InputError, parse_json
@@ -91,12 +92,11 @@ class GuardedHandler(AsyncEventHandler):
     Subclasses implement `handle_event` (raise CodedError for bad input) and may override
     `disconnect` (always called last)."""
 
-    def __init__(
-        self, reader, writer, *, max_payload: int, idle_timeout_s: float, logger: logging.Logger, prefix: str
-    ) -> None:
+    def __init__(self, reader, writer, common: CommonConfig, *, logger: logging.Logger, prefix: str = "wy") -> None:
         super().__init__(reader, writer)
-        self.max_payload = max_payload
-        self.idle_timeout_s = idle_timeout_s
+        # the service's own frame and idle limits, so Wyoming is bounded exactly as its WebSockets are
+        self.max_payload = common.max_frame_bytes
+        self.idle_timeout_s = common.idle_timeout_s
         self.log = logger
         self.id = f"{prefix}_{next(_ids)}"
         self._write_lock = asyncio.Lock()

@@ -140,15 +140,7 @@ class _Output:
 
 class WyomingHandler(GuardedHandler):
     def __init__(self, reader, writer, server: WyomingTTS) -> None:
-        common = server.runtime.config.common
-        super().__init__(
-            reader,
-            writer,
-            max_payload=common.max_frame_bytes,
-            idle_timeout_s=common.idle_timeout_s,
-            logger=log,
-            prefix="wy",
-        )
+        super().__init__(reader, writer, server.runtime.config.common, logger=log)
         self.server = server
         self.runtime = server.runtime
         self.core: core.TTSCore | None = None
