@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .client_addr import DEFAULT_TRUSTED, parse_networks
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
 
@@ -162,6 +164,7 @@ class CommonConfig:
     breaker_cooldown_s: float = 30.0
     header_timeout_s: float = 10.0
     drain_timeout_s: float = 5.0
+    trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED
 
     @classmethod
     def read(cls, env: EnvReader, port_var: str, default_port: int) -> CommonConfig:
@@ -204,9 +207,27 @@ class CommonConfig:
                 "HEADER_TIMEOUT_S", 10.0, "close a connection whose request head is not complete this long", min=0.5
             ),
             drain_timeout_s=env.float(
-                "DRAIN_TIMEOUT_S", 5.0, "on SIGTERM: seconds open sessions get to finish before they are cut", min=0.0
+                "DRAIN_TIMEOUT_S",
+                5.0,
+                "on SIGTERM: seconds open sessions get to finish before they are cut (then exit 75, else 0)",
+                min=0.0,
             ),
+            trusted_proxies=_trusted_proxies(env),
         )
+
+
+def _trusted_proxies(env: EnvReader) -> tuple[str, ...]:
+    entries = env.list(
+        "TRUSTED_PROXIES",
+        DEFAULT_TRUSTED,
+        "peers (IPs/CIDRs) whose X-Forwarded-For / X-Real-IP names the client; `none` = trust no one",
+    )
+    try:
+        parse_networks(entries)
+    except ValueError as exc:
+        env.fail("TRUSTED_PROXIES", str(exc))
+        return DEFAULT_TRUSTED
+    return entries
 
 
 def describe(readers: Mapping[str, EnvReader]) -> str:

@@ -6,7 +6,8 @@ messages inside an admitted WebSocket are bounded by the session's own limits, n
 
 The key is the API key only when auth is on and the key is valid (auth runs first), so a client
 cannot dodge its bucket by sending a new made-up key with each request; without auth it is the
-peer address. Buckets live in a bounded LRU, so a scan from many addresses cannot grow memory.
+client address as `services.common.client_addr` decided it (the peer, or behind a trusted proxy
+the address it forwarded). Buckets live in a bounded LRU, so a scan from many addresses cannot grow memory.
 Refused: REST → 429 with `Retry-After` and the JSON error shape; WebSocket → accepted and closed
 with 1008 and a reason saying when to retry (see `services.common.limits.admit`).
 """
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import key_from_scope, key_is_valid
+from .client_addr import client_host
 
 MAX_CLIENTS = 10_000
 EXEMPT_PATHS = ("/health", "/ready", "/metrics")  # probes and scrapers are not clients
@@ -54,8 +56,7 @@ class RateLimiter:
         key = key_from_scope(scope)
         if self.keys and key_is_valid(key, self.keys):
             return "key:" + key
-        peer = scope.get("client") or ("unknown", 0)
-        return "addr:" + str(peer[0])
+        return "addr:" + client_host(scope)
 
     def take(self, client: str) -> float:
         """Spends one token of `client`: 0.0 when allowed, else the seconds until one is back."""

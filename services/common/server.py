@@ -23,9 +23,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from . import logs
 from .auth import APIKeyMiddleware
+from .client_addr import ClientAddressMiddleware, TrustedProxies
 from .config import CommonConfig
 from .http_guard import with_header_timeout
 from .metrics import metrics_endpoint
@@ -33,6 +35,14 @@ from .ratelimit import RateLimiter, RateLimitMiddleware
 from .ws_endpoint import TolerantWebSocketProtocol
 
 log = logging.getLogger("voice.server")
+
+# how a process ends (docs/reliability.md "Shutdown"): 0 after a drain that finished in time;
+# EXIT_DRAIN_CUT (75, EX_TEMPFAIL: the work was cut, its clients retry) when the deadline cut
+# sessions, requests or worker threads; 3 when the server never started (as `uvicorn` itself)
+EXIT_CLEAN = 0
+EXIT_STARTUP_FAILED = 3
+EXIT_DRAIN_CUT = 75
+CUT_GRACE_S = 0.5  # after the deadline: for aborted connections' tasks to end, then for cancelled ones
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -53,12 +63,32 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._closers)
 
-    async def close_all(self, timeout_s: float = 8.0) -> None:
+    async def close_all(self, timeout_s: float = 8.0) -> int:
+        """Closes every open session, waiting at most `timeout_s`; returns how many did not close in
+        time. Those are cancelled and logged one WARNING line each (session id and code only):
+        a drain that has to cut is an operator's event, not a traceback."""
         self.closing = True
-        closers = list(self._closers.values())
-        if closers:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(c() for c in closers), return_exceptions=True), timeout_s)
+        if not self._closers:
+            return 0
+        tasks = {asyncio.ensure_future(closer()): session_id for session_id, closer in self._closers.items()}
+        for task in tasks:
+            task.add_done_callback(_consume)
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+            self._closers.pop(tasks[task], None)  # its connection is cut with the others (DrainingServer)
+            logs.event(log, "session cut at shutdown", logging.WARNING, session_id=tasks[task], code="drain_timeout")
+        if pending:
+            await asyncio.wait(pending, timeout=CUT_GRACE_S)
+        return len(pending)
+
+
+def _consume(task: asyncio.Future) -> None:
+    """Retrieves a closer's outcome so asyncio never logs 'exception was never retrieved' (with a
+    traceback, at ERROR) for a close that failed or was cancelled at shutdown."""
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        logs.event(log, "session close failed at shutdown", error=logs.safe_exc(exc))
 
 
 def build_app(
@@ -102,8 +132,13 @@ def build_app(
             Route("/metrics", metrics_endpoint),
             *routes,
         ],
-        middleware=[*cors_middleware(config), Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt)]
-        + [Middleware(RateLimitMiddleware, limiter=rate_limiter)],
+        # the client address first: CORS, auth, the rate limit and every log line after it see the same one
+        middleware=[
+            Middleware(ClientAddressMiddleware, trusted=TrustedProxies(config.trusted_proxies)),
+            *cors_middleware(config),
+            Middleware(APIKeyMiddleware, keys=config.api_keys, exempt=auth_exempt),
+            Middleware(RateLimitMiddleware, limiter=rate_limiter),
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
@@ -196,19 +231,23 @@ def main(name: str, make_app: Callable[[], tuple[Starlette, CommonConfig]]) -> N
         ws=TolerantWebSocketProtocol,  # invalid UTF-8 text → an error event, not a traceback + 1007
         http=with_header_timeout(config.header_timeout_s),  # uvicorn has no request-head timeout of its own
         timeout_graceful_shutdown=max(1, round(config.drain_timeout_s)),
+        # the client address is services.common.client_addr's job (TRUSTED_PROXIES), not uvicorn's
+        proxy_headers=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )
-    uvicorn_config.drain_timeout_s = config.drain_timeout_s
+    server = DrainingServer(uvicorn_config, drain_timeout_s=config.drain_timeout_s)
     with contextlib.suppress(KeyboardInterrupt):
-        DrainingServer(uvicorn_config).run()
+        server.run()
     exit_bounded(grace_s=2.0)
+    sys.exit(server.exit_code())
 
 
 def exit_bounded(grace_s: float) -> None:
     """After the server stopped: worker threads still running (an engine call the cancel token
     has not reached yet, a thread-pool job) would keep the interpreter alive, since Python joins
-    non-daemon threads at exit. Give them `grace_s`, then leave anyway."""
+    non-daemon threads at exit. Give them `grace_s`, then leave anyway, with EXIT_DRAIN_CUT (their
+    work is lost)."""
     deadline = time.monotonic() + grace_s
     for thread in threading.enumerate():
         if thread is threading.main_thread() or thread.daemon:
@@ -218,23 +257,117 @@ def exit_bounded(grace_s: float) -> None:
         logs.event(log, "worker threads still busy at exit; leaving without them", level=logging.WARNING)
         logging.shutdown()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(EXIT_DRAIN_CUT)
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn closes every open WebSocket with 1012 *before* the lifespan shutdown runs, so a
-    SessionRegistry closed there would find its sockets gone. An app that sets
-    `app.state.drain` (an async callable, e.g. `registry.close_all`) gets it awaited first:
-    open sessions finish their turn and close with their own code and reason.
+    """uvicorn's server with our shutdown, in this order (docs/reliability.md "Shutdown"):
 
-    The drain is bounded by DRAIN_TIMEOUT_S; what is left after it is cancelled by uvicorn's
-    own `timeout_graceful_shutdown` (set to the same), then `exit_bounded` stops waiting for
-    worker threads, so SIGTERM ends the process within a few seconds whatever is in flight."""
+    1. the app's `state.drain` (an async callable taking a timeout, `SessionRegistry.close_all`)
+       gets DRAIN_TIMEOUT_S: open sessions finish their turn and close with their own code and
+       reason (uvicorn's own shutdown would close every WebSocket with 1012 first);
+    2. the listeners close and every connection is asked to finish (uvicorn's
+       `connection.shutdown()`), for `timeout_graceful_shutdown` (the same again);
+    3. what is left is cut: each connection is aborted and logged as one WARNING line (code
+       `drain_timeout`, no path, no text), and a request task still running CUT_GRACE_S later is
+       cancelled quietly. uvicorn's own cut logs ERROR "Cancel N running task(s)" and, for each
+       task, a CancelledError traceback ("Exception in ASGI application"): operators alert on
+       ERROR, and a graceful drain is not an error;
+    4. the lifespan shutdown, then `exit_bounded` stops waiting for worker threads.
+
+    uvicorn re-raises the signal it caught once serving ends, so a drained process died of its
+    SIGTERM (exit -15). Here the signal is kept (`signals`) and `exit_code()` says how it went:
+    0 for a drain that finished in time, EXIT_DRAIN_CUT when anything had to be cut.
+    Written against uvicorn 0.54 (pinned): `shutdown` replaces uvicorn's, `_captured_signals` is its."""
+
+    def __init__(self, config: uvicorn.Config, drain_timeout_s: float = 5.0) -> None:
+        super().__init__(config)
+        self.app = config.app
+        config.app = _QuietCancel(config.app, self)
+        self.drain_timeout_s = drain_timeout_s
+        self.cut = 0  # sessions and connections the deadline cut
+        self.cutting = False
+        self.signals: list[int] = []
+
+    def exit_code(self) -> int:
+        if not self.started:
+            return EXIT_STARTUP_FAILED
+        return EXIT_DRAIN_CUT if self.cut or self.force_exit else EXIT_CLEAN
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            try:
+                yield
+            finally:  # runs before uvicorn's re-raise, which then finds nothing to raise
+                self.signals = list(self._captured_signals)
+                self._captured_signals.clear()
 
     async def shutdown(self, sockets=None) -> None:
-        drain = getattr(getattr(self.config.app, "state", None), "drain", None)
-        timeout = getattr(self.config, "drain_timeout_s", 5.0)
-        if drain is not None:
-            with contextlib.suppress(Exception, asyncio.TimeoutError):
-                await asyncio.wait_for(drain(), timeout)
-        await super().shutdown(sockets)
+        drain = getattr(getattr(self.app, "state", None), "drain", None)
+        if drain is not None and not self.force_exit:
+            try:
+                self.cut += int(await drain(self.drain_timeout_s) or 0)
+            except Exception as exc:  # a bug in a closer: the connections are cut below anyway
+                logs.event(log, "session drain failed", logging.WARNING, error=logs.safe_exc(exc))
+        logs.event(log, "shutting down", connections=len(self.server_state.connections))
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        await asyncio.sleep(0.1)
+        if not await self._settled(self.config.timeout_graceful_shutdown):
+            await self._cut()
+        for server in self.servers:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), CUT_GRACE_S)
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def _settled(self, timeout_s: float) -> bool:
+        """Waits until no connection and no request task is left; False at the deadline (or on a
+        second Ctrl-C, uvicorn's force exit)."""
+        deadline = time.monotonic() + timeout_s
+        while self.server_state.connections or self.server_state.tasks:
+            if self.force_exit or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def _cut(self) -> None:
+        connections = list(self.server_state.connections)
+        self.cut += len(connections)
+        for connection in connections:
+            kind = "websocket" if isinstance(connection, WebSocketsSansIOProtocol) else "http"
+            logs.event(log, "request cut at shutdown", logging.WARNING, code="drain_timeout", kind=kind)
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()  # the app sees a client that went away (http.disconnect / 1006)
+        if not await self._settled(CUT_GRACE_S):
+            left = list(self.server_state.tasks)
+            if left:
+                self.cutting = True
+                logs.event(log, "request tasks cancelled at shutdown", code="drain_timeout", count=len(left))
+                for task in left:
+                    task.cancel()
+                await asyncio.wait(left, timeout=CUT_GRACE_S)
+
+
+class _QuietCancel:
+    """The outermost ASGI layer under DrainingServer: a request task cancelled by the shutdown's
+    cut (its connection already aborted) ends as if its client had gone, instead of reaching
+    uvicorn as a CancelledError it logs with a traceback at ERROR. Any other cancellation
+    propagates."""
+
+    def __init__(self, app: Any, server: DrainingServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.server.cutting:
+                raise
