@@ -62,6 +62,7 @@ class ASRConfig:
     final_window_pad_s: float = 16.0
     min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
+    speculate_silence_s: float = 0.064
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
@@ -178,6 +179,14 @@ class ASRConfig:
                 0.5,
                 "a queued partial older than this is dropped while finals or files wait",
                 min=0.0,
+            ),
+            speculate_silence_s=env.float(
+                "ASR_SPECULATE_SECS",
+                0.064,
+                "silence (s) after which an idle engine starts the final's transcription before the turn ends "
+                "(0 = only once stop_secs is reached)",
+                min=0.0,
+                max=10.0,
             ),
             turn_recheck_secs=env.floats(
                 "ASR_TURN_RECHECK_SECS",

@@ -447,6 +447,8 @@ class SessionCore:
             await self._act(self.turns.frame(prob, self.now))
             if not self.turns.in_turn:
                 self._trim_idle()
+            elif not force:
+                self._maybe_speculate()
         self._maybe_partial()
 
     def _keep(self, frame: np.ndarray) -> None:
@@ -474,6 +476,19 @@ class SessionCore:
                 await self._check_turn()
             elif action.kind == ActionKind.FINALIZE:
                 self._finalize(action)
+
+    def _maybe_speculate(self) -> None:
+        """ASR_SPECULATE_SECS into a silence (before stop_secs), start the final's transcription
+        while the engine is idle, so the final is ready about when the turn ends
+        (services/asr/endpointing.py)."""
+        after = self.config.speculate_silence_s
+        if not after or self.stream.turn_detection.mode == "none" or self.turns.state != TurnPhase.SPEAKING:
+            return
+        silence = self.turns.silence_s
+        if silence and silence < after - 1e-9:
+            return
+        audio = self._turn_audio(self.turns.turn_start or 0.0)[0] if silence else None
+        self.endpointer.early(audio, silence)
 
     async def _check_turn(self) -> None:
         """Smart Turn (and the transcript) on the turn so far, with the final's transcription

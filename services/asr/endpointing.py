@@ -7,6 +7,13 @@ the whole pause — the audio after the last speech is silence, which adds no wo
 re-checks, a text hold and a silence timeout reuse it instead of decoding the same speech again.
 Speech resuming drops it (cancelled while queued: never runs).
 
+It may start sooner than stop_secs (`early`, ASR_SPECULATE_SECS): after a few frames of silence,
+while the engine is idle, so that when the turn ends (vad at stop_secs, or Smart Turn's
+"complete") the final is already decoded or nearly: the final then costs about stop_secs after
+the speech, not stop_secs + one Whisper call. Only an idle engine takes this guess, so under
+load it costs nobody a slot; a guess that speech resumes after is cancelled, or its result is
+thrown away (a running CTranslate2 call cannot be interrupted).
+
 The transcript signal: when Smart Turn says "complete" and a text hold is still possible, the
 decision waits for the speculative transcript (it is needed for the final anyway) and a turn
 ending on "to", "the", "and", … is held (TurnTaker.turn_probability).
@@ -19,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import metrics
 from .config import ASRConfig
 from .engines import Engines
 from .transcript import Transcript
@@ -51,11 +59,25 @@ class Endpointer:
         return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
 
     def _speculative(self, audio: np.ndarray) -> asyncio.Task:
-        key = self._pause()
-        if self._task is None or self._key != key or self._task.cancelled():
+        if not self.current():
             self.drop()
-            self._task, self._key = self.start_final(audio), key
+            self._task, self._key = self.start_final(audio), self._pause()
+            metrics.speculative.labels("started").inc()
+        assert self._task is not None
         return self._task
+
+    def current(self) -> bool:
+        """Is a speculative transcription of the speech so far (same start, same last speech) under way?"""
+        return self._task is not None and self._key == self._pause() and not self._task.cancelled()
+
+    def early(self, audio: np.ndarray | None, silence_s: float) -> None:
+        """A few frames into a silence, before stop_secs: start the final's transcription now when
+        the engine has nothing else to do (the caller checks the silence and the mode)."""
+        if self._task is not None and self._key != self._pause():
+            self.drop()  # speech came back since the last guess: that guess is stale
+        if audio is None or silence_s <= 0 or self.current() or not self.engines.transcriber.idle():
+            return
+        self._speculative(audio)
 
     async def _text(self, task: asyncio.Task) -> str | None:
         try:
@@ -88,12 +110,19 @@ class Endpointer:
         if task is None:
             return None
         if key == (action.turn_start, action.speech_end) and not task.cancelled():
+            metrics.speculative.labels("used").inc()
             return task
-        task.cancel()
+        self._cancel(task)
         return None
 
     def drop(self) -> None:
         """Speech resumed, or the turn was cleared: the speculative transcription is of no use."""
         if self._task is not None:
-            self._task.cancel()
+            self._cancel(self._task)
         self._task, self._key = None, None
+
+    @staticmethod
+    def _cancel(task: asyncio.Task) -> None:
+        if not task.done():
+            task.cancel()
+        metrics.speculative.labels("dropped").inc()

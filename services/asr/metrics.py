@@ -21,3 +21,9 @@ audio_seconds = counter(SERVICE, "audio_seconds_total", "audio received, in seco
 finals = counter(SERVICE, "finals_total", "finals sent", labels=("reason",))
 partials_dropped = counter(SERVICE, "partials_dropped_total", "partials skipped because the engine was busy")
 errors = counter(SERVICE, "errors_total", "error events and error responses", labels=("code",))
+speculative = counter(
+    SERVICE,
+    "speculative_finals_total",
+    "final transcriptions started before the turn ended: started, used as the final, dropped (speech resumed)",
+    labels=("outcome",),
+)

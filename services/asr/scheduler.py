@@ -98,6 +98,10 @@ class Scheduler:
             return False
         return self.waiting["partial"] + self.waiting["file"] < max(1, self.max_pending_partials)
 
+    def idle(self) -> bool:
+        """Nothing waiting and a worker free: a guess (an early speculative final) costs no one a slot."""
+        return not any(self.waiting.values()) and sum(self.running.values()) < self.workers
+
     async def transcribe(self, request: Request) -> Transcript:
         """Queues `request` and waits for its result. Raises what the engine raised; cancelled
         (asyncio.CancelledError) when a partial is shed."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import prometheus_client
 import pytest
 
 from services.asr.core import AudioIn, Configure, End, SessionCore
@@ -138,6 +139,41 @@ async def test_a_fragment_ending_in_to_is_not_finalized_at_stop_secs(engines):
     assert first.end_of_turn.checks[-1]["silence"] >= engines.config.continuation_wait_s - FRAME_S
     assert wer(COMPLETE, got[-1].text) <= 0.25  # the next sentence is its own turn, ended at once
     assert got[-1].end_of_turn.held is None
+
+
+# ---------------------------------------------------------------- the final starts before the turn ends
+def speculative(outcome: str) -> float:
+    value = prometheus_client.REGISTRY.get_sample_value("voice_asr_speculative_finals_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def test_an_idle_engine_starts_the_final_before_the_turn_ends_and_the_final_is_that_guess(engines):
+    """vad mode, stop_secs 0.5: the final's transcription starts ASR_SPECULATE_SECS into the silence
+    (the engine is idle: one session, partials off) and is the one delivered; no second decode."""
+    audio = concat(silence(0.4), said(COMPLETE), silence(1.0))
+    before = {k: speculative(k) for k in ("started", "used", "dropped")}
+    runs_before = engines.transcriber.order.count("final")
+    (final,) = await finals(engines, audio, TurnDetection(mode="vad", stop_secs=0.5))
+    assert wer(COMPLETE, final.text) <= 0.25, final.text
+    assert speculative("started") - before["started"] == 1
+    assert speculative("used") - before["used"] == 1
+    assert speculative("dropped") == before["dropped"]
+    assert engines.transcriber.order.count("final") - runs_before == 1
+
+
+async def test_a_guess_made_in_a_short_pause_is_dropped_and_the_final_has_both_halves(engines):
+    """A 0.3 s pause inside the turn (stop_secs 0.8): a guess starts in it, speech resumes, the
+    guess is dropped and the final covers the words on both sides of the pause."""
+    first, second = "Please bring me", "the red book from the shelf."
+    audio = concat(silence(0.4), said(first), silence(0.3), said(second), silence(1.4))
+    before = {k: speculative(k) for k in ("started", "used", "dropped")}
+    (final,) = await finals(engines, audio, TurnDetection(mode="vad", stop_secs=0.8))
+    assert wer(f"{first} {second}", final.text) <= 0.25, final.text
+    assert speculative("started") - before["started"] >= 1  # in the pause: the engine was idle
+    assert speculative("dropped") - before["dropped"] >= 1  # speech came back
+    # a second guess after the sentence depends on whether the dropped one was still running: either
+    # way at most one guess becomes the final, and the final has every word
+    assert speculative("used") - before["used"] <= 1
 
 
 # ---------------------------------------------------------------- intake never waits on the engine
