@@ -5,7 +5,7 @@ import sys
 
 from .report import Report
 
-PARTS = ("asr", "tts", "agent")
+PARTS = ("asr", "tts", "agent", "pipecat_agent")  # pipecat_agent skips itself without .venv-pipecat
 
 
 def main(argv: list[str]) -> None:
