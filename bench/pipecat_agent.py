@@ -13,6 +13,23 @@ PCM16, SileroVADAnalyzer stop_secs 0.2, LocalSmartTurnAnalyzerV3 on models/smart
 espeak-ng (a minimal TTSService subclass) or pipecat's PiperTTSService on models/piper.
 One bot process per configuration, with one warm-up turn before the timed ones.
 
+The same in both: question audio, frames, pace and clock; the fake Claude and its timing; the
+Whisper model files, int8, 2 CPU threads, beam 1, temperature 0 (faster-whisper 1.2.1,
+CTranslate2 4.8.5); the Smart Turn v3.2 file (byte-identical to pipecat's bundled one);
+onnxruntime 1.31.1; VAD stop_secs 0.2; espeak-ng en-us at 175 wpm read in ~50 ms chunks.
+What differs, each stack as it is built: pipecat runs in one process, ours is orchestrator +
+ASR + TTS services; pipecat decodes each VAD segment once after the VAD stop with faster-whisper's
+transcribe() (30 s window, no partials), ours streams; pipecat asks Smart Turn once at the VAD
+stop and, when it says incomplete, waits for SmartTurnParams.stop_secs (3 s), ours re-checks and
+reads the transcript; when a transcript starts a turn on its own (after a split) pipecat waits
+its STT timeout (WhisperSTTService sets no ttfs_p99_latency: pipecat's 1.0 s default); Silero is
+pipecat's bundled silero_vad.onnx with its VADParams defaults (confidence 0.7, start_secs 0.2,
+min_volume 0.6), ours faster-whisper's silero_vad_v6.onnx; anthropic 1.17.0 (pipecat pins <2)
+against ours 2.11.0; pipecat's Piper column is its PiperTTSService (onnxruntime default threads,
+piper's default synthesis), ours TTS_PIPER_THREADS; pipecat audio leaves in 40 ms chunks, RTVI
+off (no RTVI client). A turn pipecat answers while the question still plays (it took a pause
+for the end) is a cut-in: that audio is not the answer, the turn's v2v is its later answer.
+
     bash bench/pipecat/setup.sh                       # once: .venv-pipecat (PyPI only, pinned)
     .venv/bin/python -m bench.pipecat_agent           # 8 turns per column, espeak and piper TTS
     .venv/bin/python -m bench.pipecat_agent --turns 3 --engines espeak --with-ours
@@ -222,6 +239,12 @@ def _summary(results: list[dict]) -> dict:
         "v2v_p95_ms": pct(v2v, 0.95),
         "v2v_ms": v2v,
         "stage_median_ms_after_speech_end": stages,
+        # turns the bot decided more than once (it took a pause for the end), answers it began
+        # while the question was still playing, Smart Turn "incomplete" after the end of speech
+        "split_turns": sum(r["turn_ends"] > 1 for r in results),
+        "cut_ins": sum(r["cut_in"] for r in results),
+        "smart_turn_incomplete": sum(not v["complete"] for r in results for v in r["smart_turn"] if v["ms"] > 0),
+        "results": results,
     }
 
 
@@ -229,7 +252,9 @@ def _line(name: str, summary: dict) -> str:
     stages = ", ".join(f"{key} {summary['stage_median_ms_after_speech_end'][key]:.0f}" for key, _label in STAGES)
     return (
         f"[bench pipecat] {name}: v2v median {summary['v2v_median_ms']:.0f} ms "
-        f"p95 {summary['v2v_p95_ms']:.0f} ({summary['turns']} turns); ms after speech end: {stages}"
+        f"p95 {summary['v2v_p95_ms']:.0f} ({summary['turns']} turns; split {summary['split_turns']}, "
+        f"cut-in {summary['cut_ins']}, Smart Turn incomplete {summary['smart_turn_incomplete']}); "
+        f"ms after speech end: {stages}"
     )
 
 
@@ -241,7 +266,7 @@ def _write_json(summaries: dict[str, dict], extra: dict | None = None) -> Path:
     pins = (ROOT / "bench" / "pipecat" / "requirements.txt").read_text().split()
     body = {
         "agent": "pipecat",
-        "pipecat": next((p.split("==")[1] for p in pins if p.startswith("pipecat-ai==")), "?"),
+        "pipecat": next((p.split("==")[1] for p in pins if p.split("==")[0].split("[")[0] == "pipecat-ai"), "?"),
         "client_websockets": md.version("websockets"),
         "ttft_ms": ours.TTFT_S * 1000,
         "load_average": os.getloadavg(),
@@ -268,14 +293,18 @@ def run(report: Report, engines: tuple[str, ...] = ours.TTS_ENGINES) -> None:
         f"{ours.TURNS} turns per column, one pipecat bot process per column (bench/pipecat/server.py), the same "
         "client as the agent table above (same question audio, frames and pace; voice-to-voice from the last "
         "voiced frame sent to the first agent audio frame received) and the same fake Claude. Stage columns: "
-        "median ms after the end of speech, from the bot's own CLOCK_MONOTONIC stage times. "
+        "median ms after the end of speech, from the bot's own CLOCK_MONOTONIC stage times. Pipecat decodes "
+        "each VAD segment once after the VAD stop (no partials) and waits 3 s when Smart Turn says incomplete; "
+        "the other differences of the two setups are listed in bench/pipecat_agent.py. "
         f"Load average at the end (1/5/15 min): {load}.",
     )
-    header = ["column", "v2v median", "p95"] + [label for _key, label in STAGES]
+    header = ["column", "v2v median", "p95", "split / cut-in / Smart Turn incomplete"]
+    header += [label for _key, label in STAGES]
     rows: list[list[object]] = []
     for name, s in summaries.items():
         stages = s["stage_median_ms_after_speech_end"]
-        rows.append([name, s["v2v_median_ms"], s["v2v_p95_ms"]] + [stages[key] for key, _label in STAGES])
+        counts = f"{s['split_turns']} / {s['cut_ins']} / {s['smart_turn_incomplete']}"
+        rows.append([name, s["v2v_median_ms"], s["v2v_p95_ms"], counts] + [stages[key] for key, _label in STAGES])
         print(_line(name, s))
     report.table(header, rows)
     _write_json(summaries)
