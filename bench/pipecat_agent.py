@@ -222,8 +222,8 @@ def measure_all(engines: tuple[str, ...], turns: int = ours.TURNS) -> dict[str, 
     configs = ours.configurations()
     with FakeClaude(reply=ours.REPLY, ttft_s=ours.TTFT_S, token_delay_s=0.02) as claude:
         for engine in engines:
-            for name, (speech, td) in configs.items():
-                label = f"bench-pipecat-{engine}-{td['mode']}"
+            for i, (name, (speech, td)) in enumerate(configs.items()):
+                label = f"bench-pipecat-{engine}-{i}-{td['mode']}"  # one log per column
                 with PipecatBot(label, claude.url, engine, td["mode"], td["stop_secs"]) as bot:
                     asyncio.run(_turns(bot.url, speech, 1))  # warm-up: first inference, connections
                     measured[f"{engine} TTS, {name}"] = asyncio.run(_turns(bot.url, speech, turns))
