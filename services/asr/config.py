@@ -62,7 +62,7 @@ class ASRConfig:
     final_window_pad_s: float = 16.0
     min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
-    speculate_silence_s: float = 0.064
+    speculate_silence_s: float = 0.128
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
@@ -182,7 +182,7 @@ class ASRConfig:
             ),
             speculate_silence_s=env.float(
                 "ASR_SPECULATE_SECS",
-                0.064,
+                0.128,
                 "silence (s) after which an idle engine starts the final's transcription before the turn ends "
                 "(0 = only once stop_secs is reached)",
                 min=0.0,
