@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,12 @@ from .transcript import SAMPLE_RATE, Transcript, clamped_segment
 
 log = logging.getLogger("voice.asr.whisper")
 
+# oneDNN (inside CTranslate2's CPU build) caches its primitives per input shape, LRU up to 1024
+# entries of ~0.6 MiB; stream windows vary in length (and batches in size), so with the default the
+# ASR's RSS grew ~0.8 MiB per final for minutes, for no CPU time saved that we could measure
+# (docs/reliability.md, "ASR memory"). Set before the first inference; an operator's value wins.
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_DEFAULT = "0"
 MAX_NEW_TOKENS = 220  # leaves room for a 224-token prompt inside Whisper's 448
 FRAMES_PER_SECOND = 100
 # Whisper's own fallback triggers (faster-whisper defaults): a short-window final that trips one
@@ -120,6 +127,7 @@ class WhisperEngine:
         """Blocking model load (run in a thread at start-up)."""
         from faster_whisper import WhisperModel
 
+        os.environ.setdefault(ONEDNN_CACHE_ENV, ONEDNN_CACHE_DEFAULT)
         self.device, self.compute_type = pick_device(self.config.device, self.config.compute_type)
         self.model = WhisperModel(
             self.config.model,
