@@ -67,6 +67,7 @@ class ASRConfig:
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
     text_complete_s: float = 1.5
+    question_complete_s: float = 0.5
     # Wyoming (Home Assistant) TCP server inside the ASR process; Wyoming has no auth (docs/asr.md)
     wyoming_port: int = 0
     wyoming_host: str = "127.0.0.1"
@@ -210,6 +211,12 @@ class ASRConfig:
                 "ASR_TEXT_COMPLETE_SECS",
                 1.5,
                 "after this silence a transcript ending a sentence ends the turn though Smart Turn is unsure (0 = off)",
+                min=0.0,
+            ),
+            question_complete_s=env.float(
+                "ASR_QUESTION_COMPLETE_SECS",
+                0.5,
+                "after this silence a transcript ending in '?' ends the turn though Smart Turn is unsure (0 = off)",
                 min=0.0,
             ),
             wyoming_port=env.int(

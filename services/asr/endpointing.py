@@ -39,6 +39,7 @@ def endpointing(config: ASRConfig) -> Endpointing:
         decay=config.turn_threshold_decay,
         continuation_wait_s=config.continuation_wait_s,
         text_complete_s=config.text_complete_s,
+        question_complete_s=config.question_complete_s,
     )
 
 

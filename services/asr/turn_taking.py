@@ -21,7 +21,9 @@ soon) is still bridged. The live transcript is the second signal: a turn whose t
 ends on a word that cannot end an English sentence ("to", "the", "and", …) is not finalized by
 Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is; and after
 `text_complete_s` of silence a transcript that ends a sentence (".", "?", "!") ends the turn even
-when Smart Turn stays unsure (reason "transcript").
+when Smart Turn stays unsure (reason "transcript"); a transcript ending in "?" does so sooner, at
+`question_complete_s`: Whisper writes "?" only for a question's form or rise, the surest sign in
+the text that the user is waiting for an answer.
 
 Because everything runs on stream time, the same audio always gives the same events.
 """
@@ -69,11 +71,16 @@ class Endpointing:
     decay: float = 0.5
     continuation_wait_s: float = 2.0
     text_complete_s: float = 1.5  # 0 = off
+    question_complete_s: float = 0.5  # the same for a transcript ending in "?" (0 = off)
+
+    def text_limits(self) -> tuple[float, ...]:
+        """The silences at which the transcript alone may end a turn (the enabled ones)."""
+        return tuple(x for x in (self.text_complete_s, self.question_complete_s) if x > 0)
 
     @classmethod
     def once(cls) -> Endpointing:
         """The plain behaviour: one check at stop_secs, no text signal."""
-        return cls(recheck_secs=(), decay=1.0, continuation_wait_s=0.0, text_complete_s=0.0)
+        return cls(recheck_secs=(), decay=1.0, continuation_wait_s=0.0, text_complete_s=0.0, question_complete_s=0.0)
 
 
 @dataclass
@@ -184,8 +191,7 @@ class TurnTaker:
             stop = self.detection.stop_secs
             limit = self.detection.max_silence_secs
             points = set(self.endpointing.recheck_secs)
-            if self.endpointing.text_complete_s > 0:
-                points.add(self.endpointing.text_complete_s)
+            points.update(self.endpointing.text_limits())
             self._points = sorted(p for p in points if stop < p < limit)
             actions.append(Action("check_turn", round(self.last_speech_end, 3)))
         return actions
@@ -218,10 +224,15 @@ class TurnTaker:
     def _text_says_complete(self, text: str | None) -> bool:
         """After `text_complete_s` of silence, a transcript that ends a sentence ('.', '?', '!') and
         not on a continuation word ends the turn even when Smart Turn stays unsure."""
-        limit = self.endpointing.text_complete_s
-        if not limit or text is None or self.silence_s < limit - 1e-9:
+        if text is None:
             return False
         stripped = text.strip()
+        ep = self.endpointing
+        limits = [ep.text_complete_s] if ep.text_complete_s > 0 else []
+        if stripped.endswith("?") and ep.question_complete_s > 0:
+            limits.append(ep.question_complete_s)
+        if not limits or self.silence_s < min(limits) - 1e-9:
+            return False
         return bool(stripped) and stripped[-1] in ".?!" and not stripped.endswith("...") and not ends_mid_sentence(text)
 
     def wants_text(self, probability: float) -> bool:
@@ -230,7 +241,8 @@ class TurnTaker:
         ep = self.endpointing
         if probability >= self.threshold:
             return ep.continuation_wait_s > 0 and self.silence_s < ep.continuation_wait_s
-        return ep.text_complete_s > 0 and self.silence_s >= ep.text_complete_s - 1e-9
+        limits = ep.text_limits()
+        return bool(limits) and self.silence_s >= min(limits) - 1e-9
 
     def force(self, reason: str, now: float) -> list[Action]:
         """flush / end / max_duration / shutdown: end the open turn now (no-op when none is open)."""

@@ -216,9 +216,25 @@ def test_a_sentence_smart_turn_stays_unsure_about_ends_on_its_transcript():
     """Smart Turn at 0.01 throughout: the transcript's full stop ends the turn at text_complete_s;
     a fragment ending on "to" still waits for max_silence_secs."""
     detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
-    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5)
+    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5, question_complete_s=0.5)
     (final,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "My brother works in town.")
     assert final.reason == "transcript"
     assert final.checks[-1].silence == pytest.approx(1.5, abs=FRAME_S)
     (late,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "I would like to.")
     assert late.reason == "silence_timeout"
+
+
+def test_a_question_smart_turn_stays_unsure_about_ends_sooner():
+    """Smart Turn at 0.01 throughout: a transcript ending in "?" ends the turn at
+    question_complete_s, a full stop only at text_complete_s; 0 turns the question rule off."""
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5, question_complete_s=0.5)
+    text = "What is the weather like today?"
+    (final,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, text)
+    assert final.reason == "transcript"
+    assert final.checks[-1].silence == pytest.approx(0.5, abs=FRAME_S)
+    off = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5, question_complete_s=0.0)
+    (final,) = pattern(TurnTaker(detection, endpointing=off), 30, 120, 0.01, text)
+    assert final.checks[-1].silence == pytest.approx(1.5, abs=FRAME_S)
+    (held,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "Can you give it to?")
+    assert held.reason == "transcript"  # a '?' is trusted over the continuation word (ends_mid_sentence)
