@@ -12,6 +12,7 @@ import numpy as np
 
 from services.common.audio import decode_file, wav_bytes
 from services.common.protocol.agent import WATERFALL_STAGES
+from services.common.protocol.asr import EOT_REASONS
 from tests.cli.conftest import API_KEY, run_voice
 from tests.helpers.speech import speak
 
@@ -43,7 +44,7 @@ def test_transcribe_stream_json_events(stack, question_wav):
     duration = wav_seconds(question_wav)
     for final in (e for e in events if e["type"] == "final"):
         assert 0 <= final["start"] <= final["end"] <= duration + 0.05
-        assert final["end_of_turn"]["reason"] in ("smart_turn", "silence_timeout", "flush", "end", "vad")
+        assert final["end_of_turn"]["reason"] in EOT_REASONS
     assert "100%" in result.stderr  # the progress bar reached the end
 
 
