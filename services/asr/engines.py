@@ -10,6 +10,7 @@ is chosen in `Transcriber.__init__`.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from .transcriber import Transcriber
 
 KINDS = ("final", "file", "partial")  # in priority order
+ANALYSIS_THREADS = 2
+WARM_ROUNDS = 3
 
 
 @dataclass
@@ -81,14 +84,33 @@ class Engines:
         self.vad: SileroVAD | None = None
         self.smart_turn: SmartTurn | None = None
         # VAD and Smart Turn get their own small pool so a long transcription never delays turn taking
-        self.analysis = ThreadPoolExecutor(max_workers=2, thread_name_prefix="turn")
+        self.analysis = ThreadPoolExecutor(max_workers=ANALYSIS_THREADS, thread_name_prefix="turn")
         self.load_error: str | None = None
 
     def load(self) -> None:
         """Blocking: every model, so /ready turns 200 only when a session can really run."""
         self.vad = SileroVAD()
         self.smart_turn = SmartTurn(self.config.smart_turn_model, self.config.turn_threads)
+        self._warm_analysis()
         self.transcriber.load()
+
+    def _warm_analysis(self, rounds: int = WARM_ROUNDS) -> None:
+        """VAD and Smart Turn on every analysis thread at the same time, a few rounds.
+        onnxruntime's arena grows over the first runs and again the first time two inferences
+        overlap (Smart Turn: ~15-30 MiB in all) and never shrinks; done here, that happens before
+        /ready instead of at some random moment under load, where a soak would read it as growth
+        (docs/reliability.md, "ASR memory")."""
+        barrier = threading.Barrier(ANALYSIS_THREADS)
+        audio = np.random.default_rng(0).normal(0.0, 0.1, 16000).astype(np.float32)
+
+        def both() -> None:
+            for _ in range(rounds):
+                barrier.wait(timeout=30)
+                self.vad.stream().probabilities(audio[: 4 * 512])
+                self.smart_turn.probability(audio)
+
+        for future in [self.analysis.submit(both) for _ in range(ANALYSIS_THREADS)]:
+            future.result()
 
     @property
     def loaded(self) -> bool:
