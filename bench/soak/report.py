@@ -13,6 +13,7 @@ from bench.report import machine as bench_machine
 from .common import OUT, Tally
 
 RSS_GROWTH_LIMIT_PCT = 10.0
+RSS_LEAK_LIMIT_MIB_PER_100 = 10.0  # growth after the warm-up per 100 ASR finals (docs/reliability.md)
 
 
 _MACHINE: list[str] = []
@@ -58,6 +59,17 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
         worst = max((g for g in growth.values() if g is not None), default=0.0)
         shown = ", ".join(f"{n} {g:+.1f} %" for n, g in growth.items() if g is not None)
         rows.append((f"RSS growth < {RSS_GROWTH_LIMIT_PCT:g} % over the soak", shown, worst < RSS_GROWTH_LIMIT_PCT))
+        per_turn = {n: r.get("per_100_finals") for n, r in soak["rss"].items()}
+        if any(v is not None for v in per_turn.values()):
+            worst_turn = max((v for v in per_turn.values() if v is not None), default=0.0)
+            shown = ", ".join(f"{n} {v:+.1f}" for n, v in per_turn.items() if v is not None)
+            rows.append(
+                (
+                    f"RSS growth < {RSS_LEAK_LIMIT_MIB_PER_100:g} MiB per 100 ASR finals after the warm-up",
+                    shown,
+                    worst_turn < RSS_LEAK_LIMIT_MIB_PER_100,
+                )
+            )
     if fuzz:
         missing = sum(t.silent + len(t.uncoded) for t in fuzz.values())
         sent = sum(t.sent for t in fuzz.values())
@@ -161,16 +173,18 @@ def _soak(soak: dict) -> list[str]:
         lines += ["", "Unexpected closes:", ""] + [f"- `{c}`" for c in closes[:20]]
     lines += [
         "",
-        "RSS (MiB; start = first sample after the warm-up):",
+        f"RSS (MiB; start / end = the lowest of the first / last 3 samples after the "
+        f"{_fmt(soak.get('warmup_s'), 0)} s warm-up; per 100 = growth per 100 ASR finals after it):",
         "",
-        "| service | start | middle | end | growth | second half | peak | about once a minute |",
-        "|---|---|---|---|---|---|---|---|",
+        "| service | start | middle | end | growth | second half | per 100 finals | peak | about once a minute |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in soak["rss"].items():
         minutes = " ".join(str(round(v)) for v in r.get("per_minute", []))
         lines.append(
             f"| {name} | {r['start']} | {r['middle']} | {r['end']} | {_fmt(r['growth_pct'], 1)} % "
-            f"| {_fmt(r.get('second_half_pct'), 1)} % | {r['peak']} | {minutes} |"
+            f"| {_fmt(r.get('second_half_pct'), 1)} % | {_fmt(r.get('per_100_finals'), 1)} MiB "
+            f"| {r['peak']} | {minutes} |"
         )
     if soak.get("deaths"):
         lines += ["", "Processes that died during the soak: " + ", ".join(soak["deaths"])]

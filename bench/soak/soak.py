@@ -9,7 +9,9 @@
   answer's playback time: one `done` with a final transcription is owed per sentence. Latency =
   first agent audio − end of the user's speech.
 Every session keeps going until the deadline, then ends cleanly (ASR `end`, close); a close the
-harness did not ask for is an unexpected close. RSS of each service is sampled every 5 s.
+harness did not ask for is an unexpected close. RSS of each service is sampled every 5 s (the
+short test: every 1 s), with the ASR's finals count; growth is judged after a warm-up, per 100
+finals (docs/reliability.md, "ASR memory").
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import json
 import time
 from dataclasses import dataclass, field
 
+import httpx
 import numpy as np
 import websockets
 
 from tests.helpers.speech import silence, speak
 
-from .common import dumps, percentile, rss_mb, services
+from .common import dumps, metric, percentile, rss_mb, services
 
 SENTENCES = [
     "How are you doing today?",
@@ -35,6 +38,7 @@ SENTENCES = [
     "Could you book a table for two at eight?",
 ]
 FRAME_S = 0.1
+RSS_WINDOW = 3  # samples: start and end of the measured phase are the lowest of this many
 GAP_S = 3.2  # past ASR_MAX_SILENCE_SECS (3.0): every sentence is its own turn, whatever Smart Turn says
 
 
@@ -197,15 +201,28 @@ async def agent_session(url: str, deadline: float, index: int) -> SessionStats:
     return stats
 
 
-async def sample_rss(s, until: float, samples: dict[str, list[tuple[float, float]]], t0: float) -> None:
+async def sample_rss(
+    s,
+    until: float,
+    samples: dict[str, list[tuple[float, float]]],
+    t0: float,
+    every_s: float = 5.0,
+    finals: list[tuple[float, float]] | None = None,
+) -> None:
+    """RSS of each service every `every_s`; with `finals`, also the ASR's finals sent so far
+    (/metrics: the turns of every ASR and agent session), so growth can be judged per turn."""
     while True:
+        t = round(time.monotonic() - t0, 1)
         for name, service in services(s).items():
             value = rss_mb(service)
             if value is not None:
-                samples.setdefault(name, []).append((round(time.monotonic() - t0, 1), round(value, 1)))
+                samples.setdefault(name, []).append((t, round(value, 1)))
+        if finals is not None:
+            with contextlib.suppress(httpx.HTTPError):
+                finals.append((t, await asyncio.to_thread(metric, s.asr, "voice_asr_finals_total")))
         if time.monotonic() >= until:
             return
-        await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
+        await asyncio.sleep(min(every_s, max(0.1, until - time.monotonic())))
 
 
 def summarize(kind: str, sessions: list[SessionStats]) -> dict:
@@ -227,42 +244,63 @@ def summarize(kind: str, sessions: list[SessionStats]) -> dict:
     }
 
 
-def rss_summary(samples: dict[str, list[tuple[float, float]]], warmup_s: float) -> dict[str, dict]:
-    """start = first sample after the warm-up (first inferences allocate once), middle, end."""
+def rss_summary(
+    samples: dict[str, list[tuple[float, float]]],
+    warmup_s: float,
+    finals: list[tuple[float, float]] | None = None,
+    window: int = RSS_WINDOW,
+) -> dict[str, dict]:
+    """Growth over the measured phase (after the warm-up: first inferences, first shapes and
+    allocator pools allocate once). start = the lowest of the first `window` samples after the
+    warm-up, end = the lowest of the last `window`: a large buffer that happens to be live at one
+    sample is not growth, memory that stays is. `per_100_finals`: MiB of growth per 100 ASR finals
+    sent in the measured phase (a leak grows with the turns served, not with the clock)."""
+    after_finals = [n for t, n in (finals or []) if t >= warmup_s]
+    turns = int(after_finals[-1] - after_finals[0]) if len(after_finals) >= 2 else None
     out = {}
     for name, series in samples.items():
         after = [v for t, v in series if t >= warmup_s] or [v for _, v in series]
-        start, middle, end = after[0], after[len(after) // 2], after[-1]
+        start, middle, end = min(after[:window]), after[len(after) // 2], min(after[-window:])
+        growth = round(end - start, 1)
         out[name] = {
             "start": start,
             "middle": middle,
             "end": end,
-            "growth_pct": round((end - start) / start * 100.0, 1) if start else None,
+            "growth_mib": growth,
+            "growth_pct": round(growth / start * 100.0, 1) if start else None,
             "second_half_pct": round((end - middle) / middle * 100.0, 1) if middle else None,
+            "finals": turns,
+            "per_100_finals": round(growth / turns * 100.0, 1) if turns else None,
             "peak": max(v for _, v in series),
             "per_minute": [v for t, v in series if int(t) % 60 < 5],  # one 5 s sample a minute
         }
     return out
 
 
-async def run(s, minutes: float, asr: int, tts: int, agent: int) -> dict:
+async def run(
+    s, minutes: float, asr: int, tts: int, agent: int, warmup_s: float | None = None, sample_s: float = 5.0
+) -> dict:
+    """`minutes` in all, the first `warmup_s` of them (default: 10 %, at most 30 s) not measured."""
     t0 = time.monotonic()
     duration = minutes * 60.0
+    warmup_s = min(30.0, duration * 0.1) if warmup_s is None else warmup_s
     deadline = t0 + duration
     samples: dict[str, list[tuple[float, float]]] = {}
-    sampler = asyncio.create_task(sample_rss(s, deadline + 5, samples, t0))
+    finals: list[tuple[float, float]] = []
+    sampler = asyncio.create_task(sample_rss(s, deadline + 5, samples, t0, sample_s, finals))
     tasks = (
         [asr_session(s.asr.ws_url, deadline, i) for i in range(asr)]
         + [tts_session(s.tts.ws_url, deadline, i) for i in range(tts)]
         + [agent_session(s.orchestrator.ws_url, deadline, i) for i in range(agent)]
     )
     results = await asyncio.gather(*tasks)
-    sampler.cancel()
+    await sampler  # its last samples come after every session has ended
     by_kind = {k: [r for r in results if r.kind == k] for k in ("asr", "tts", "agent")}
     return {
         "minutes": minutes,
+        "warmup_s": warmup_s,
         "sessions": {"asr": asr, "tts": tts, "agent": agent},
         "kinds": [summarize(k, v) for k, v in by_kind.items() if v],
-        "rss": rss_summary(samples, warmup_s=min(30.0, duration * 0.1)),
+        "rss": rss_summary(samples, warmup_s, finals),
         "wall_s": round(time.monotonic() - t0, 1),
     }
