@@ -13,7 +13,7 @@ from bench.report import machine as bench_machine
 from .common import OUT, Tally
 
 RSS_GROWTH_LIMIT_PCT = 10.0
-RSS_LEAK_LIMIT_MIB_PER_100 = 10.0  # growth after the warm-up per 100 ASR finals (docs/reliability.md)
+RSS_LEAK_LIMIT_MIB_PER_100 = 6.0  # growth after the warm-up per 100 ASR finals (docs/reliability.md)
 
 
 _MACHINE: list[str] = []
