@@ -24,6 +24,7 @@ from bench.report import Report, median, pct
 from services.asr import config as asr_config
 from services.asr.features import smart_turn_features
 from services.asr.transcriber import Request, Transcriber
+from services.asr.transcriber import batch_size as resolved_batch_size
 from services.asr.turn import SmartTurn
 from services.asr.vad import FRAME_SAMPLES, SileroVAD
 from services.common.audio import encode
@@ -225,7 +226,8 @@ def run(report: Report) -> None:
         f"{'CUDA' if config.device == 'cuda' else 'CPU'} (`ASR_DEVICE={config.device}`, compute type auto → "
         f"int8 on CPU), `ASR_CPU_THREADS={config.cpu_threads}`, beam size {BEAM_SIZE}, temperature schedule "
         f"`ASR_TEMPERATURES={TEMPERATURES}` (no fallback), `ASR_WORKERS={config.workers}`, "
-        f"`ASR_BATCH_SIZE={config.batch_size}`, word timestamps on, decode capped at "
+        f"`ASR_BATCH_SIZE={config.batch_size}` (auto → {resolved_batch_size(config)} here), word timestamps on, "
+        "decode capped at "
         f"{config.tokens_per_second:g} tokens/s of audio + 16. Smart Turn v3.2 CPU ONNX "
         f"({config.turn_threads} threads), Silero VAD v6. Speech: espeak-ng, {len(UTTERANCES)} sentences "
         f"(1.4–2.4 s each), streamed as pcm_s16le 16 kHz in 20 ms frames at real-time pace over a loopback "
@@ -287,8 +289,8 @@ def run(report: Report) -> None:
         "**Concurrent real-time streams** (each stream: 4 utterances with pauses, starts staggered over 1 s). "
         f"Reference: single-stream p50 final latency over both configurations' baselines, {base_p50 * 1e3:.0f} ms; "
         "a level passes while its p50 stays within 2× that and every final arrives (a ramp goes on to 3×). "
-        "`ASR_BATCH_SIZE=8` is the default (stream requests of different sessions waiting together are "
-        "decoded in one batch); `ASR_BATCH_SIZE=1` turns batching off:"
+        "`ASR_BATCH_SIZE=8`: stream requests of different sessions waiting together are decoded in one "
+        "batch; `ASR_BATCH_SIZE=1`: batching off. The default, `0` (auto), is 8 on CUDA and 1 on CPU:"
     )
     rows = []
     for size, (base, ramp_) in runs.items():

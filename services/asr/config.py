@@ -122,7 +122,12 @@ class ASRConfig:
                 "ASR_WORKERS", 1, "transcriptions run in parallel (CTranslate2 num_workers)", min=1, max=16
             ),
             batch_size=env.int(
-                "ASR_BATCH_SIZE", 8, "stream requests waiting together decoded in one batch (1 = off)", min=1, max=64
+                "ASR_BATCH_SIZE",
+                0,
+                "stream requests waiting together decoded in one batch (1 = off; 0 = auto: 8 on CUDA, 1 on CPU, "
+                "where batching measured slower)",
+                min=0,
+                max=64,
             ),
             beam_size=env.int("ASR_BEAM_SIZE", 1, "beam size (1 = greedy, fastest)", min=1, max=10),
             temperatures=temperatures,

@@ -31,12 +31,25 @@ __all__ = [
 ]
 
 
+AUTO_BATCH_CUDA = 8
+
+
+def batch_size(config: ASRConfig) -> int:
+    """ASR_BATCH_SIZE, with 0 (auto) resolved: batching on CUDA, where a batch costs little more
+    than one clip, off on CPU, where three `make bench` runs decoded 8 and 16 live streams
+    sooner one by one (docs/benchmarks.md, both settings side by side)."""
+    if config.batch_size:
+        return config.batch_size
+    device, _ = pick_device(config.device, config.compute_type)
+    return AUTO_BATCH_CUDA if device == "cuda" else 1
+
+
 class Transcriber(Scheduler):
     def __init__(self, config: ASRConfig) -> None:
         super().__init__(
             WhisperEngine(config),
             workers=config.workers,
-            batch_size=config.batch_size,
+            batch_size=batch_size(config),
             max_pending_partials=config.max_pending_partials,
             partial_max_wait_s=config.partial_max_wait_s,
             guard=EngineGuard.from_config("ASR", config.common),

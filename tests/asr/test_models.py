@@ -101,7 +101,7 @@ def test_smart_turn_probability(smart_turn):
 @pytest.fixture(scope="module")
 def transcriber(models_dir):
     """The default model (Whisper tiny.en, real weights)."""
-    engine = Transcriber(asr_config.load({"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2"}))
+    engine = Transcriber(asr_config.load({"ASR_TEMPERATURES": "0.0", "ASR_CPU_THREADS": "2", "ASR_BATCH_SIZE": "8"}))
     engine.load()
     assert engine.config.model == str(asr_config.LOCAL_MODEL)
     return engine
@@ -191,3 +191,11 @@ async def test_a_long_file_does_not_hold_up_finals(transcriber):
     assert result.duration == pytest.approx(len(long_audio) / 16000)
     assert result.segments and result.segments[-1].end <= result.duration
     assert all(a.start <= b.start for a, b in zip(result.segments, result.segments[1:], strict=False))
+
+
+def test_batch_size_auto_is_off_on_cpu_and_explicit_values_stay():
+    from services.asr.transcriber import batch_size
+
+    assert batch_size(asr_config.load({"ASR_DEVICE": "cpu"})) == 1
+    assert batch_size(asr_config.load({"ASR_DEVICE": "cuda", "ASR_COMPUTE_TYPE": "float16"})) == 8
+    assert batch_size(asr_config.load({"ASR_DEVICE": "cpu", "ASR_BATCH_SIZE": "4"})) == 4
