@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import httpx
 import numpy as np
@@ -80,45 +82,69 @@ def _tts_first_chunk_metric(url: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Microphone:
+    """The client's part of a microphone, shared by this bench and bench.pipecat_agent so both
+    stacks hear exactly the same thing: the question (after LEAD_S of silence) in FRAME_MS frames at
+    real-time pace, then silence until the turn is over, 300 ms more, the next question."""
+
+    frames: tuple[bytes, ...]
+    last_voiced_frame: int
+    quiet: bytes
+
+    @classmethod
+    def of(cls, speech: np.ndarray) -> Microphone:
+        step = 16000 * FRAME_MS // 1000
+        question = concat(silence(LEAD_S), speech)
+        pcm = (np.clip(question, -1, 1) * 32767).astype("<i2").tobytes()
+        frames = tuple(pcm[i : i + step * 2] for i in range(0, len(pcm), step * 2))
+        # end of speech = the last voiced sample (espeak pads ~0.35 s of near-silence after the words)
+        voiced_end = int(np.nonzero(np.abs(question) > 0.01)[0][-1])
+        return cls(frames, voiced_end // step, bytes(step * 2))
+
+    async def play(
+        self, send: Callable[[bytes], Awaitable[None]], more: Callable[[], bool], turn_over: asyncio.Event, state: dict
+    ) -> None:
+        """Questions while `more()`; `state["speech_end_at"]` = when the last voiced frame went out."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        sent = 0
+
+        async def paced(frame: bytes, last_voiced: bool = False) -> None:
+            nonlocal sent
+            await send(frame)
+            if last_voiced:
+                state["speech_end_at"] = time.monotonic()  # the last voiced frame just went out
+            sent += 1
+            await asyncio.sleep(max(0.0, t0 + sent * FRAME_MS / 1000 - loop.time()))
+
+        while more():
+            turn_over.clear()
+            state.clear()
+            for i, frame in enumerate(self.frames):
+                await paced(frame, i == self.last_voiced_frame)
+            while not turn_over.is_set():
+                await paced(self.quiet)
+            for _ in range(15):  # 300 ms between turns, still "listening"
+                await paced(self.quiet)
+
+
 async def _turns(url: str, speech: np.ndarray, n: int, turn_detection: dict) -> list[dict]:
     """One session, `n` turns. A sender plays the part of a microphone: 20 ms frames at real-time
     pace, all the time — the question, then silence until the answer is done, then the next one
     (the ASR's clock is the audio it receives, so silence must keep flowing for turn-taking)."""
     results: list[dict] = []
-    step = 16000 * FRAME_MS // 1000
-    quiet = bytes(step * 2)
-    question = concat(silence(LEAD_S), speech)
-    pcm = (np.clip(question, -1, 1) * 32767).astype("<i2").tobytes()
-    frames = [pcm[i : i + step * 2] for i in range(0, len(pcm), step * 2)]
-    # end of speech = the last voiced sample (espeak pads ~0.35 s of near-silence after the words)
-    voiced_end = int(np.nonzero(np.abs(question) > 0.01)[0][-1])
-    last_voiced_frame = voiced_end // step
+    mic = Microphone.of(speech)
     async with AgentStream(url) as agent:
         await agent.start({"sample_rate": 24000, "turn_detection": turn_detection})
-        loop = asyncio.get_running_loop()
         turn_over = asyncio.Event()
         state: dict = {}
 
         async def microphone() -> None:
-            t0 = loop.time()
-            sent = 0
-            for _ in range(n):
-                turn_over.clear()
-                state.clear()
-                for i, frame in enumerate(frames):
-                    await agent.send_frame(FrameType.AUDIO_CHUNK, frame)
-                    if i == last_voiced_frame:
-                        state["speech_end_at"] = time.monotonic()  # the last voiced frame just went out
-                    sent += 1
-                    await asyncio.sleep(max(0.0, t0 + sent * FRAME_MS / 1000 - loop.time()))
-                while not turn_over.is_set():
-                    await agent.send_frame(FrameType.AUDIO_CHUNK, quiet)
-                    sent += 1
-                    await asyncio.sleep(max(0.0, t0 + sent * FRAME_MS / 1000 - loop.time()))
-                for _ in range(15):  # 300 ms between turns, still "listening"
-                    await agent.send_frame(FrameType.AUDIO_CHUNK, quiet)
-                    sent += 1
-                    await asyncio.sleep(max(0.0, t0 + sent * FRAME_MS / 1000 - loop.time()))
+            async def send(frame: bytes) -> None:
+                await agent.send_frame(FrameType.AUDIO_CHUNK, frame)
+
+            await mic.play(send, lambda: len(results) < n, turn_over, state)
 
         async def speaker() -> None:
             while len(results) < n:
@@ -135,11 +161,11 @@ async def _turns(url: str, speech: np.ndarray, n: int, turn_detection: dict) -> 
                         )
                     turn_over.set()
 
-        mic = asyncio.create_task(microphone())
+        playing = asyncio.create_task(microphone())
         try:
             await asyncio.wait_for(speaker(), 60 * n)
         finally:
-            mic.cancel()
+            playing.cancel()
     return results
 
 

@@ -57,7 +57,6 @@ from bench import agent as ours
 from bench.report import OUT, Report, median, pct
 from tests.helpers.fake_claude import FakeClaude
 from tests.helpers.procs import free_port
-from tests.helpers.speech import concat, silence
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PYTHON = ROOT / ".venv-pipecat" / "bin" / "python"
@@ -138,41 +137,13 @@ async def _turns(url: str, speech: np.ndarray, n: int) -> list[dict]:
     real-time pace, nonstop — the question, silence until the bot says the turn is over, 300 ms
     more, the next question."""
     results: list[dict] = []
-    step = 16000 * ours.FRAME_MS // 1000
-    quiet = bytes(step * 2)
-    question = concat(silence(ours.LEAD_S), speech)
-    pcm = (np.clip(question, -1, 1) * 32767).astype("<i2").tobytes()
-    frames = [pcm[i : i + step * 2] for i in range(0, len(pcm), step * 2)]
-    voiced_end = int(np.nonzero(np.abs(question) > 0.01)[0][-1])  # same threshold as bench.agent
-    last_voiced_frame = voiced_end // step
+    mic = ours.Microphone.of(speech)
     async with connect(url, max_size=2**22) as ws:
-        loop = asyncio.get_running_loop()
         turn_over = asyncio.Event()
         state: dict = {}
 
         async def microphone() -> None:
-            t0 = loop.time()
-            sent = 0
-
-            async def send(frame: bytes) -> None:
-                nonlocal sent
-                await ws.send(frame)
-                sent += 1
-                await asyncio.sleep(max(0.0, t0 + sent * ours.FRAME_MS / 1000 - loop.time()))
-
-            while len(results) < n:
-                turn_over.clear()
-                state.clear()
-                for i, frame in enumerate(frames):
-                    await ws.send(frame)
-                    if i == last_voiced_frame:
-                        state["speech_end_at"] = time.monotonic()  # the last voiced frame just went out
-                    sent += 1
-                    await asyncio.sleep(max(0.0, t0 + sent * ours.FRAME_MS / 1000 - loop.time()))
-                while not turn_over.is_set():
-                    await send(quiet)
-                for _ in range(15):  # 300 ms between turns, still "listening"
-                    await send(quiet)
+            await mic.play(ws.send, lambda: len(results) < n, turn_over, state)
 
         async def speaker() -> None:
             while len(results) < n:
