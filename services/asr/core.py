@@ -487,7 +487,13 @@ class SessionCore:
         silence = self.turns.silence_s
         if silence and silence < after - 1e-9:
             return
-        audio = self._turn_audio(self.turns.turn_start or 0.0)[0] if silence else None
+        audio = None
+        if silence:
+            # padded with digital silence to the length the final would have at stop_secs, so the
+            # guess decodes the same window as the final it stands in for
+            turn = self._turn_audio(self.turns.turn_start or 0.0)[0]
+            missing = int(round(max(0.0, self.stream.turn_detection.stop_secs - silence) * SAMPLE_RATE))
+            audio = np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn
         self.endpointer.early(audio, silence)
 
     async def _check_turn(self) -> None:
