@@ -38,13 +38,24 @@ def long_clip() -> np.ndarray:
     return np.tile(clip, int(25 * 16000 / len(clip)))
 
 
-async def test_a_final_is_never_queued_behind_a_partial(transcriber):
+def a_turn() -> np.ndarray:
+    return concat(silence(0.3), said(COMPLETE), silence(0.2))
+
+
+async def hold_the_worker(transcriber) -> tuple[asyncio.Task, int]:
+    """Start the scheduler with a long partial running on its one worker: the task, and the length
+    of the scheduler's record once that partial has started."""
     transcriber.start()
+    busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
+    await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
+    return busy, len(transcriber.order)
+
+
+async def test_a_final_is_never_queued_behind_a_partial(transcriber):
     try:
-        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
-        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
-        first = len(transcriber.order) - 1  # where the long partial's start is recorded
-        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        busy, recorded = await hold_the_worker(transcriber)
+        first = recorded - 1  # where the long partial's start is recorded
+        turn = a_turn()
         queued = [asyncio.create_task(transcriber.transcribe(Request(turn, "partial"))) for _ in range(2)]
         await until(lambda: transcriber.waiting["partial"] == 2, "two partials wait")
         assert transcriber.accepts_partial() is False  # the queue is full: a session skips its partial
@@ -64,12 +75,9 @@ async def test_a_final_is_never_queued_behind_a_partial(transcriber):
 
 async def test_work_nobody_awaits_is_dropped_before_it_runs(transcriber):
     """A speculative final the session threw away (its task cancelled) never takes the engine."""
-    transcriber.start()
     try:
-        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
-        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
-        before = len(transcriber.order)
-        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        busy, before = await hold_the_worker(transcriber)
+        turn = a_turn()
         speculative = asyncio.create_task(transcriber.transcribe(Request(turn, "final")))
         await until(lambda: transcriber.waiting["final"] == 1, "the speculative final waits")
         speculative.cancel()
@@ -84,12 +92,9 @@ async def test_work_nobody_awaits_is_dropped_before_it_runs(transcriber):
 async def test_a_sessions_partial_is_shed_once_its_final_is_queued(transcriber):
     """The turn ended: its partial would be dropped by the session anyway, so it never runs."""
     transcriber.partial_max_wait_s = 600.0  # only the superseded rule here, not the age one
-    transcriber.start()
     try:
-        busy = asyncio.create_task(transcriber.transcribe(Request(long_clip(), "partial")))
-        await until(lambda: transcriber.running["partial"] == 1, "the long partial runs")
-        before = len(transcriber.order)
-        turn = concat(silence(0.3), said(COMPLETE), silence(0.2))
+        busy, before = await hold_the_worker(transcriber)
+        turn = a_turn()
         mine = asyncio.create_task(transcriber.transcribe(Request(turn, "partial", owner="s1")))
         other = asyncio.create_task(transcriber.transcribe(Request(turn, "partial", owner="s2")))
         await until(lambda: transcriber.waiting["partial"] == 2, "both partials wait")
