@@ -484,17 +484,15 @@ class SessionCore:
         after = self.config.speculate_silence_s
         if not after or self.stream.turn_detection.mode == "none" or self.turns.state != TurnPhase.SPEAKING:
             return
+        self.endpointer.drop_stale()
         silence = self.turns.silence_s
-        if silence and silence < after - 1e-9:
+        if silence < after - 1e-9 or self.endpointer.current() or not self.engines.transcriber.idle():
             return
-        audio = None
-        if silence:
-            # padded with digital silence to the length the final would have at stop_secs, so the
-            # guess decodes the same window as the final it stands in for
-            turn = self._turn_audio(self.turns.turn_start or 0.0)[0]
-            missing = int(round(max(0.0, self.stream.turn_detection.stop_secs - silence) * SAMPLE_RATE))
-            audio = np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn
-        self.endpointer.early(audio, silence)
+        # padded with digital silence to the length the final would have at stop_secs, so the
+        # guess decodes the same window as the final it stands in for
+        turn = self._turn_audio(self.turns.turn_start or 0.0)[0]
+        missing = int(round(max(0.0, self.stream.turn_detection.stop_secs - silence) * SAMPLE_RATE))
+        self.endpointer.speculate(np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn)
 
     async def _check_turn(self) -> None:
         """Smart Turn (and the transcript) on the turn so far, with the final's transcription

@@ -7,10 +7,10 @@ the whole pause — the audio after the last speech is silence, which adds no wo
 re-checks, a text hold and a silence timeout reuse it instead of decoding the same speech again.
 Speech resuming drops it (cancelled while queued: never runs).
 
-It may start sooner than stop_secs (`early`, ASR_SPECULATE_SECS): after a few frames of silence,
-while the engine is idle, so that when the turn ends (vad at stop_secs, or Smart Turn's
-"complete") the final is already decoded or nearly: the final then costs about stop_secs after
-the speech, not stop_secs + one Whisper call. Only an idle engine takes this guess, so under
+It may start sooner than stop_secs (the session core calls `speculate`, ASR_SPECULATE_SECS):
+after a few frames of silence, while the engine is idle, so that when the turn ends (vad at
+stop_secs, or Smart Turn's "complete") the final is already decoded or nearly: the final then
+costs about stop_secs after the speech, not stop_secs + one Whisper call. Only an idle engine takes this guess, so under
 load it costs nobody a slot; a guess that speech resumes after is cancelled, or its result is
 thrown away (a running CTranslate2 call cannot be interrupted).
 
@@ -59,7 +59,8 @@ class Endpointer:
     def _pause(self) -> tuple:
         return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
 
-    def _speculative(self, audio: np.ndarray) -> asyncio.Task:
+    def speculate(self, audio: np.ndarray) -> asyncio.Task:
+        """The final's transcription of the speech so far: the one under way, or a new one."""
         if not self.current():
             self.drop()
             self._task, self._key = self.start_final(audio), self._pause()
@@ -71,14 +72,10 @@ class Endpointer:
         """Is a speculative transcription of the speech so far (same start, same last speech) under way?"""
         return self._task is not None and self._key == self._pause() and not self._task.cancelled()
 
-    def early(self, audio: np.ndarray | None, silence_s: float) -> None:
-        """A few frames into a silence, before stop_secs: start the final's transcription now when
-        the engine has nothing else to do (the caller checks the silence and the mode)."""
+    def drop_stale(self) -> None:
+        """Speech came back since the last guess (its last speech moved): that guess is stale."""
         if self._task is not None and self._key != self._pause():
-            self.drop()  # speech came back since the last guess: that guess is stale
-        if audio is None or silence_s <= 0 or self.current() or not self.engines.transcriber.idle():
-            return
-        self._speculative(audio)
+            self.drop()
 
     async def _text(self, task: asyncio.Task) -> str | None:
         try:
@@ -93,7 +90,7 @@ class Endpointer:
 
     async def check(self, audio: np.ndarray, now: float) -> list[Action]:
         """Smart Turn (and, when it matters, the transcript) on the turn so far → the TurnTaker's actions."""
-        task = self._speculative(audio)
+        task = self.speculate(audio)
         try:
             prob = await self.engines.turn_probability(audio)
             text = None
