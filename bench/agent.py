@@ -275,8 +275,8 @@ def run(report: Report, engines: tuple[str, ...] = TTS_ENGINES) -> None:
         "Our overhead is the orchestrator's part after the ASR final: the SDK and HTTP around the fixed TTFT, the "
         "sentence hand-off and TTS service path around the TTS model time, and the hand-off to the socket. "
         "With Smart Turn, the real model may judge espeak's flat question incomplete: that turn then ends at a "
-        "re-check or on its transcript (ASR_TEXT_COMPLETE_SECS), a wait that is the turn-taking design, not "
-        "overhead. "
+        "re-check or on its transcript (ASR_QUESTION_COMPLETE_SECS for a question), a wait that is the "
+        "turn-taking design, not overhead. "
         f"Load average at the end of the run (1/5/15 min): {load}.",
     )
     header = ["measure"]
