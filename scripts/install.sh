@@ -31,7 +31,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # The stamp holds the pyproject hash and the extras installed: a subset of them installs nothing.
 hash="$(sha256sum pyproject.toml | cut -c1-16)"
-read -r have_hash have_extras < .stamps/pip 2>/dev/null || true
+have_hash=""; have_extras=""
+[ -f .stamps/pip ] && read -r have_hash have_extras < .stamps/pip || true
 missing=""
 if [ "${have_hash:-}" = "$hash" ]; then
   for e in ${EXTRAS//,/ }; do
