@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.protocol import State
 
 from .backoff import Backoff, retry
 
@@ -72,10 +73,18 @@ def dumps(message: dict[str, Any]) -> str:
 
 
 async def close_ws(ws: ClientConnection | None, timeout: float = 2.0) -> None:
-    """Closes politely, but never waits long or raises: the peer may already be gone."""
+    """Closes politely, but never waits long or raises: the peer may already be gone.
+
+    A peer that does not answer the close within `timeout` (it stopped reading: a service busy
+    writing to us while we no longer read) gets its TCP connection aborted. Only aborting ends
+    it: `ws.close()` cut short by the timeout (or by a cancelled task) leaves the socket open
+    for good, and such a peer then waits on its own writes forever, holding its session."""
     if ws is None:
         return
     try:
         await asyncio.wait_for(ws.close(), timeout)
     except (asyncio.TimeoutError, ConnectionClosed, OSError):
         pass
+    finally:
+        if ws.state is not State.CLOSED and ws.transport is not None:
+            ws.transport.abort()

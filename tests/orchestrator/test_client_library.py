@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import random
 import time
@@ -13,7 +15,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from clients.voice import ASRStream, Backoff, RetriesExhausted, StreamClosed, retry
-from clients.voice._ws import http_url, open_ws, stream_url
+from clients.voice._ws import close_ws, http_url, open_ws, stream_url
 from services.common.protocol import asr
 from services.common.protocol.agent import FrameType, pack, unpack
 from services.common.protocol.base import ProtocolError
@@ -143,3 +145,39 @@ async def test_api_key_goes_in_the_bearer_header():
         ws = await open_ws(f"ws://127.0.0.1:{port}/", api_key="sekret")
         await ws.close()
     assert seen == ["Bearer sekret"]
+
+
+async def test_a_peer_that_never_answers_the_close_is_cut_off():
+    """A service that stopped reading (it waits on its own writes to us) never answers our close.
+    close_ws must then abort the TCP connection: cut short without that, the socket stayed open
+    and the service's session stayed stuck with it (a TTS stream leaked once the orchestrator
+    stopped reading it under load)."""
+    eof = asyncio.Event()
+
+    async def handshake_then_stop_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(1.0)  # busy elsewhere: the client's close frame sits unread
+        try:
+            while await reader.read(65536):  # then: the connection must be gone, not just quiet
+                pass
+        except ConnectionError:
+            pass
+        eof.set()
+
+    server = await asyncio.start_server(handshake_then_stop_reading, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ws = await open_ws(f"ws://127.0.0.1:{port}/v1/tts/stream")
+        await asyncio.wait_for(close_ws(ws, timeout=0.3), 10)
+        await asyncio.wait_for(eof.wait(), 10)
+    finally:
+        server.close()
