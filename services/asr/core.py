@@ -60,7 +60,7 @@ from .engines import Engines
 from .intake import Intake
 from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
-from .turn_taking import Action, TurnTaker
+from .turn_taking import Action, ActionKind, TurnPhase, TurnTaker
 from .vad import FRAME_SAMPLES
 
 log = logging.getLogger("voice.asr.session")
@@ -72,21 +72,6 @@ class SessionState(StrEnum):
     OPEN = "open"  # taking config and audio
     ENDING = "ending"  # end / idle / shutdown: the open turn is being finalized, nothing more is taken
     CLOSED = "closed"  # the transport is gone
-
-
-class TurnPhase(StrEnum):
-    """The TurnTaker's states (services/asr/turn_taking.py), named once for the core."""
-
-    IDLE = "idle"
-    SPEAKING = "speaking"
-    PAUSED = "paused"
-
-
-class ActionKind(StrEnum):
-    SPEECH_START = "speech_start"
-    SPEECH_END = "speech_end"
-    CHECK_TURN = "check_turn"
-    FINALIZE = "finalize"
 
 
 class EndReason(StrEnum):

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import metrics
 from .config import ASRConfig
-from .transcript import Transcript
+from .transcript import SAMPLE_RATE, Transcript
 from .turn import SmartTurn
 from .vad import SileroVAD, VADStream
 
@@ -101,7 +101,7 @@ class Engines:
         /ready instead of at some random moment under load, where a soak would read it as growth
         (docs/reliability.md, "ASR memory")."""
         barrier = threading.Barrier(ANALYSIS_THREADS)
-        audio = np.random.default_rng(0).normal(0.0, 0.1, 16000).astype(np.float32)
+        audio = np.random.default_rng(0).normal(0.0, 0.1, SAMPLE_RATE).astype(np.float32)
 
         def both() -> None:
             for _ in range(rounds):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from faster_whisper.feature_extractor import FeatureExtractor
 
-SAMPLE_RATE = 16000
+from .transcript import SAMPLE_RATE
+
 WINDOW_S = 8
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_S
 N_MELS = 80

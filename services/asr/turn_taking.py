@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from services.common.protocol.asr import TurnDetection
 
@@ -97,9 +98,24 @@ class Check:
         }
 
 
+class TurnPhase(StrEnum):
+    """The TurnTaker's states (the diagram above)."""
+
+    IDLE = "idle"
+    SPEAKING = "speaking"
+    PAUSED = "paused"
+
+
+class ActionKind(StrEnum):
+    SPEECH_START = "speech_start"
+    SPEECH_END = "speech_end"
+    CHECK_TURN = "check_turn"
+    FINALIZE = "finalize"
+
+
 @dataclass(frozen=True)
 class Action:
-    kind: str  # speech_start | speech_end | check_turn | finalize
+    kind: ActionKind
     timestamp: float
     reason: str | None = None
     probability: float | None = None
@@ -124,7 +140,7 @@ class TurnTaker:
         self.reset()
 
     def reset(self) -> None:
-        self.state = "idle"
+        self.state = TurnPhase.IDLE
         self.turn_start: float | None = None
         self.speech_start: float | None = None
         self.last_speech_end = 0.0
@@ -138,25 +154,25 @@ class TurnTaker:
 
     @property
     def in_turn(self) -> bool:
-        return self.state != "idle"
+        return self.state != TurnPhase.IDLE
 
     def frame(self, prob: float, end: float) -> list[Action]:
         """One 32 ms frame ending at stream time `end` with speech probability `prob`."""
         start = end - FRAME_S
-        if self.state == "idle":
+        if self.state == TurnPhase.IDLE:
             if prob >= self.vad_threshold:
                 self.candidate_frames += 1
                 if self.candidate_frames >= MIN_SPEECH_FRAMES:
-                    self.state = "speaking"
+                    self.state = TurnPhase.SPEAKING
                     self.turn_start = round(start - (MIN_SPEECH_FRAMES - 1) * FRAME_S, 3)
                     self.last_speech_end = end
                     self.silence_s = 0.0
-                    return [Action("speech_start", self.turn_start)]
+                    return [Action(ActionKind.SPEECH_START, self.turn_start)]
             else:
                 self.candidate_frames = 0
             return []
         actions: list[Action] = []
-        if self.state == "speaking":
+        if self.state == TurnPhase.SPEAKING:
             if prob >= self.vad_threshold - NEGATIVE_OFFSET:
                 self.last_speech_end = end
                 self.silence_s = 0.0
@@ -164,26 +180,26 @@ class TurnTaker:
                 self.silence_s += FRAME_S
                 if self.silence_s >= self.detection.stop_secs - 1e-9:
                     actions += self._pause()
-        elif self.state == "paused":
+        elif self.state == TurnPhase.PAUSED:
             if prob >= self.vad_threshold:
-                self.state = "speaking"
+                self.state = TurnPhase.SPEAKING
                 self.last_speech_end = end
                 self.silence_s = 0.0
-                actions.append(Action("speech_start", round(start, 3)))
+                actions.append(Action(ActionKind.SPEECH_START, round(start, 3)))
             else:
                 self.silence_s += FRAME_S
                 if self.detection.mode == "smart_turn" and self.silence_s >= self.detection.max_silence_secs - 1e-9:
                     actions.append(self._finalize("silence_timeout", end))
                 elif self.detection.mode == "smart_turn" and self._points and self.silence_s >= self._points[0] - 1e-9:
                     self._points.pop(0)
-                    actions.append(Action("check_turn", round(self.last_speech_end, 3)))
-        if self.state != "idle" and self.turn_start is not None and end - self.turn_start >= self.max_turn_s:
+                    actions.append(Action(ActionKind.CHECK_TURN, round(self.last_speech_end, 3)))
+        if self.state != TurnPhase.IDLE and self.turn_start is not None and end - self.turn_start >= self.max_turn_s:
             actions += self.force("max_duration", end)
         return actions
 
     def _pause(self) -> list[Action]:
-        self.state = "paused"
-        actions = [Action("speech_end", round(self.last_speech_end, 3))]
+        self.state = TurnPhase.PAUSED
+        actions = [Action(ActionKind.SPEECH_END, round(self.last_speech_end, 3))]
         if self.detection.mode == "vad":
             actions.append(self._finalize("vad", self.last_speech_end))
         elif self.detection.mode == "smart_turn":
@@ -193,7 +209,7 @@ class TurnTaker:
             points = set(self.endpointing.recheck_secs)
             points.update(self.endpointing.text_limits())
             self._points = sorted(p for p in points if stop < p < limit)
-            actions.append(Action("check_turn", round(self.last_speech_end, 3)))
+            actions.append(Action(ActionKind.CHECK_TURN, round(self.last_speech_end, 3)))
         return actions
 
     @property
@@ -206,7 +222,7 @@ class TurnTaker:
         self.probability = probability
         threshold = self.threshold
         self._pause_checks += 1
-        if self.state != "paused":
+        if self.state != TurnPhase.PAUSED:
             return []
         self.checks.append(Check(self.silence_s, probability, threshold))
         if probability < threshold:
@@ -246,20 +262,20 @@ class TurnTaker:
 
     def force(self, reason: str, now: float) -> list[Action]:
         """flush / end / max_duration / shutdown: end the open turn now (no-op when none is open)."""
-        if self.state == "idle":
+        if self.state == TurnPhase.IDLE:
             self.candidate_frames = 0
             return []
         actions = []
-        if self.state == "speaking":
+        if self.state == TurnPhase.SPEAKING:
             self.last_speech_end = now
-            actions.append(Action("speech_end", round(now, 3)))
+            actions.append(Action(ActionKind.SPEECH_END, round(now, 3)))
         actions.append(self._finalize(reason, now))
         return actions
 
     def _finalize(self, reason: str, now: float) -> Action:
         """Ends the turn: the action carries its bounds, the machine is idle again."""
         action = Action(
-            "finalize",
+            ActionKind.FINALIZE,
             round(now, 3),
             reason=reason,
             probability=self.probability,

@@ -14,9 +14,11 @@ import faster_whisper
 import numpy as np
 import onnxruntime as ort
 
+from .transcript import SAMPLE_RATE
+
 FRAME_SAMPLES = 512
 CONTEXT_SAMPLES = 64
-FRAME_S = FRAME_SAMPLES / 16000
+FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 MODEL_PATH = os.path.join(os.path.dirname(faster_whisper.__file__), "assets", "silero_vad_v6.onnx")
 
 
