@@ -147,6 +147,12 @@ class WyomingHandler(GuardedHandler):
     async def disconnect(self) -> None:
         await self._finish(deliver=False)
 
+    async def on_idle(self) -> bool:
+        """An utterance left open (no audio-stop) is finished as audio-stop would: nothing accepted
+        is lost, as on the WebSockets. Then `idle_timeout` and the connection is closed."""
+        await self._finish(deliver=True)
+        return await super().on_idle()
+
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
             await self.write_event(info(self.config).event())

@@ -13,14 +13,16 @@ import websockets
 from openai import AsyncOpenAI
 
 from services.common.audio import encode, resample
-from tests.asr.conftest import COMPLETE, COMPLETE_2, said
+from tests.asr.conftest import COMPLETE, COMPLETE_2, FAST_ENV, said
 from tests.asr.test_wer import MAX_GAP, MAX_WER
 from tests.helpers import corpus
+from tests.helpers.procs import ServiceProcess
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import corpus_wer, wer
 
 MODEL = "whisper-tiny.en"
 CHUNK_S = 0.1
+MIB = 1024 * 1024
 
 
 def client(service) -> AsyncOpenAI:
@@ -203,6 +205,74 @@ async def test_bad_events_get_openai_errors_and_the_session_goes_on(asr):
         events: list = []
         done = await until(conn, "conversation.item.input_audio_transcription.completed", events)
     assert wer(COMPLETE, done.transcript) <= 0.25, done.transcript
+
+
+async def test_a_message_over_max_frame_bytes_is_dropped_with_an_error_and_the_session_goes_on(asr):
+    """MAX_FRAME_BYTES (1 MiB by default) bounds each message before it is read: an append over
+    it gets an OpenAI `error` `frame_too_large` (its event_id unknown: the message was never
+    parsed, so not the previous event's either) and is dropped; the audio appended before and after
+    it is one turn, transcribed whole."""
+    speech = at_rate(concat(silence(0.3), said(COMPLETE), silence(0.3)), 24000)
+    half = len(speech) // 2
+    async with connect(asr) as conn:
+        await next_event(conn)
+        await conn.session.update(session=session({"type": "audio/pcm", "rate": 24000}, None))
+        assert (await next_event(conn)).type == "session.updated"
+        await append(conn, speech[:half], "pcm_s16le", 24000)
+        noise = {"type": "transcription", "audio": {"input": {"noise_reduction": {"type": "near_field"}}}}
+        await conn.session.update(session=noise, event_id="evt_update")  # the event just before
+        assert (await next_event(conn)).type == "session.updated"
+        oversized = base64.b64encode(b"\x10\x00" * 400_000).decode()  # 800 kB of PCM, 1.07 MB as base64
+        await conn.input_audio_buffer.append(audio=oversized, event_id="evt_big")
+        error = await expect_error(conn, "frame_too_large")
+        assert "MAX_FRAME_BYTES" in error.error.message and error.error.event_id is None, error.error
+        await append(conn, speech[half:], "pcm_s16le", 24000)
+        await conn.input_audio_buffer.commit()
+        events: list = []
+        done = await until(conn, "conversation.item.input_audio_transcription.completed", events)
+    kinds = [e.type for e in events if not e.type.endswith(".delta")]
+    assert kinds == ["input_audio_buffer.committed", "conversation.item.input_audio_transcription.completed"]
+    assert wer(COMPLETE, done.transcript) <= 0.25, done.transcript
+    assert done.usage.seconds < 5.0  # the short clip's turn, not the dropped message's 16.7 s
+
+
+@pytest.fixture(scope="module")
+def big_frames(models_dir):
+    service = ServiceProcess("asr", env={**FAST_ENV, "MAX_FRAME_BYTES": str(2 * MIB)}, label="asr-realtime-frames")
+    yield service.start()
+    service.stop()
+
+
+async def test_a_raised_max_frame_bytes_is_the_bound_of_an_append(big_frames):
+    """The audio travels inside the JSON here, so MAX_FRAME_BYTES, not a JSON size of its own, bounds
+    an append: with 2 MiB, a 1.5 MB append (23 s of silence) is taken whole, a 2.2 MB one is refused."""
+    async with connect(big_frames) as conn:
+        await next_event(conn)
+        await conn.session.update(session=session({"type": "audio/pcm", "rate": 24000}, None))
+        assert (await next_event(conn)).type == "session.updated"
+        await conn.input_audio_buffer.append(audio=base64.b64encode(b"\0\0" * 825_000).decode())  # 2.2 MB as base64
+        error = await expect_error(conn, "frame_too_large")
+        assert str(2 * MIB) in error.error.message, error.error
+        taken = b"\0\0" * 550_000  # 22.917 s at 24 kHz; 1.47 MB as base64, over 1 MiB
+        await conn.input_audio_buffer.append(audio=base64.b64encode(taken).decode())
+        await conn.input_audio_buffer.commit()
+        committed = await next_event(conn)
+        assert committed.type == "input_audio_buffer.committed", committed
+        empty = await next_event(conn)
+    assert empty.type == "conversation.item.input_audio_transcription.completed", empty
+    assert empty.transcript == "" and abs(empty.usage.seconds - 550_000 / 24000) < 0.01, empty.usage
+
+
+async def test_a_message_over_the_transport_cap_closes_1009(asr):
+    """Past 4 x MAX_FRAME_BYTES the WebSocket layer itself refuses the message (docs/security.md):
+    close 1009 (message too big) before the message reaches the session."""
+    async with websockets.connect(asr.ws_url + "/v1/realtime?intent=transcription") as ws:
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "session.created"
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (5 * 1024 * 1024)}))
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+    assert ws.close_code == 1009
 
 
 async def test_wrong_intent_gets_an_error_and_close_1008(asr):

@@ -152,6 +152,42 @@ async def test_malformed_bytes_on_the_wire(wyoming):
         writer.close()
 
 
+async def test_a_connection_left_open_times_out(models_dir, espeak):
+    """IDLE_TIMEOUT_S=1: an utterance whose audio-stop never comes is finished as audio-stop would
+    finish it (its transcript arrives: nothing accepted is lost), then `idle_timeout` and the server
+    closes the connection, freeing the session slot; a connection that sends nothing is closed the
+    same way."""
+    port = free_port()
+    env = {**FAST_ENV, "ASR_WYOMING_PORT": str(port), "IDLE_TIMEOUT_S": "1"}
+    with ServiceProcess("asr", env=env, label="asr-wyoming-idle") as service:
+        speech = concat(silence(0.3), said(COMPLETE), silence(0.3))
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Transcribe(language="en").event())
+            await client.write_event(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
+            step = RATE // 10
+            for start in range(0, len(speech), step):
+                pcm = encode(speech[start : start + step], "pcm_s16le")
+                await client.write_event(AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=pcm).event())
+            events = []
+            async with asyncio.timeout(60):
+                while (event := await client.read_event()) is not None:
+                    events.append(event)
+        kinds = [e.type for e in events]
+        assert kinds[0] == "transcript-start" and kinds[-3:] == ["transcript", "transcript-stop", "error"], kinds
+        assert set(kinds[1:-3]) <= {"transcript-chunk"}, kinds
+        text = Transcript.from_event(events[-3]).text
+        assert wer(COMPLETE, text) <= 0.25, text
+        assert Error.from_event(events[-1]).code == "idle_timeout"
+        metrics = (await asyncio.to_thread(httpx.get, service.url + "/metrics")).text
+        assert "voice_asr_active_sessions 0.0" in metrics
+
+        async with AsyncTcpClient("127.0.0.1", port) as client:  # never says anything
+            async with asyncio.timeout(30):
+                error = Error.from_event(await read(client))
+                assert error.code == "idle_timeout" and error.text
+                assert await client.read_event() is None  # closed
+
+
 async def test_graceful_shutdown_delivers_the_open_utterance(wyoming):
     """Last in this module (it stops the service): SIGTERM while an utterance is open (audio sent,
     no audio-stop yet) still delivers its transcript before the process exits."""

@@ -31,6 +31,7 @@ from services.common.errors import CodedError
 from services.common.protocol.asr import Final, Partial, Ready, SpeechEnd, SpeechStart
 from services.common.protocol.base import Error
 from services.common.server import SessionRegistry
+from services.common.validate import parse_json_object
 from services.common.ws_endpoint import WebSocketEndpoint
 
 from ..append_only import AppendOnlyText
@@ -221,7 +222,20 @@ class RealtimeSession(WebSocketEndpoint):
         await self.core.idle_timeout(self.idle_timeout_s or 0.0)
         return True
 
+    # a frame that is never parsed (over MAX_FRAME_BYTES, not JSON, binary) has no event_id to
+    # echo: its error must not carry the previous event's
+    def too_large(self, size: int, binary: bool) -> CodedError:
+        self.client_event_id = None
+        return super().too_large(size, binary)
+
+    def parse_text(self, text: str) -> dict[str, Any]:
+        self.client_event_id = None
+        # the audio travels inside the JSON here: MAX_FRAME_BYTES (checked already) bounds it, not
+        # the 1 MiB default of parse_json, which would refuse appends a raised MAX_FRAME_BYTES allows
+        return parse_json_object(text, max_bytes=self.max_frame_bytes)
+
     async def on_bytes(self, data: bytes) -> None:
+        self.client_event_id = None
         raise RealtimeError("invalid_value", "binary frames are not part of the Realtime protocol: send "
                             "input_audio_buffer.append events with base64 audio")  # fmt: skip
 
