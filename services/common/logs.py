@@ -82,6 +82,9 @@ class JsonFormatter(logging.Formatter):
         return safe_traceback(ei[1])
 
 
+CONTENT_LOGGERS = ("websockets", "anthropic", "openai", "httpx", "httpcore", "twilio")
+
+
 def setup(level: str = "INFO", log_content: bool = False) -> None:
     global _LOG_CONTENT
     _LOG_CONTENT = log_content
@@ -90,6 +93,11 @@ def setup(level: str = "INFO", log_content: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # at DEBUG these libraries log what passes through them: websockets every frame (the client's
+    # text), the anthropic SDK each request's options (the conversation); they stay at INFO
+    # unless LOG_CONTENT is on
+    for name in CONTENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if log_content else max(logging.INFO, root.level))
 
 
 def content(text: str) -> str:

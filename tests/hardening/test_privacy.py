@@ -2,10 +2,14 @@
 service's log, not even through an exception. The three services run as users run them; every
 path below carries a secret marker (typed text, text to speak, the words of uploaded speech, a
 Claude error that echoes the user's text) and several fail on purpose; then every log is grepped.
-The formatter test shows the gate itself can fail: with LOG_CONTENT on, the marker is there."""
+One TTS runs with an inference timeout far below what espeak-ng needs, so a synthesis of the
+user's text really fails inside the engine path (the failure the original leak was on: a failed
+synthesis logged repr(exc)). The formatter test shows the gate itself can fail: with LOG_CONTENT
+on, the marker is there."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -20,7 +24,7 @@ from services.common.errors import CodedError
 from services.common.protocol.agent import FrameType
 from tests.helpers import fake_claude
 from tests.helpers.fake_claude import FakeClaude
-from tests.helpers.procs import ARTIFACTS
+from tests.helpers.procs import ARTIFACTS, ServiceProcess
 from tests.helpers.speech import speak
 from tests.helpers.stack import agent_stack
 from tests.tts.wsclient import TTSStream
@@ -126,6 +130,33 @@ async def _asr_paths(asr) -> None:
 
 
 @pytest.mark.usefixtures("espeak")
+def test_debug_logging_keeps_the_libraries_that_log_content_at_info(monkeypatch):
+    """LOG_LEVEL=DEBUG: our own debug lines appear, but websockets' frame log (the client's text)
+    and the anthropic SDK's request log (the conversation) do not, unless LOG_CONTENT is on."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logs.CONTENT_LOGGERS}
+
+    def emitted(content: bool) -> str:
+        stream = io.StringIO()
+        monkeypatch.setattr("sys.stderr", stream)
+        logs.setup("DEBUG", content)
+        logging.getLogger("voice.test").debug("our own debug line")
+        logging.getLogger("websockets.server").debug('< TEXT \'{"text": "%s"}\'', MARKER)
+        logging.getLogger("anthropic._base_client").debug("Request options: %s", MARKER)
+        return stream.getvalue()
+
+    try:
+        quiet, loud = emitted(False), emitted(True)
+    finally:
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, value in levels.items():
+            logging.getLogger(name).setLevel(value)
+        logs._LOG_CONTENT = False
+    assert "our own debug line" in quiet and MARKER not in quiet
+    assert loud.count(MARKER) == 2
+
+
 async def test_no_service_logs_user_text_even_when_requests_fail(models_dir):
     for name in ("asr", "tts", "orchestrator"):
         (ARTIFACTS / f"hardening-privacy-{name}.log").unlink(missing_ok=True)  # logs are appended to
@@ -140,3 +171,81 @@ async def test_no_service_logs_user_text_even_when_requests_fail(models_dir):
         for secret in (MARKER, SPOKEN_MARKER):
             leaks = [line[:300] for line in text.splitlines() if secret.lower() in line.lower()]
             assert not leaks, f"{service.label} logged user content:\n" + "\n".join(leaks)
+
+
+# every word made up, so any of them in a log line can only come from the request
+FAILING_WORDS = (MARKER, "Quorvendyl", "Brastimoxe", "Helvarunt", "Plimsoquat", "Vextarine")
+FAILING_TEXT = " ".join([f"{MARKER} {word} {FAILING_WORDS[i + 2]}." for i, word in enumerate(FAILING_WORDS[1:-1])] * 8)
+# espeak-ng speaks, and the wait for its chunks (services/common/breaker.EngineGuard) is capped far
+# below what a chunk takes, so every synthesis really fails in the engine path; the breaker stays
+# closed so each request gets there
+TIMEOUT_ENV = {
+    "TTS_ENGINE": "espeak",
+    "INFERENCE_TIMEOUT_S": "0.001",
+    "BREAKER_FAILURES": "1000",
+    "LOG_CONTENT": "false",
+}
+
+
+async def _failing_syntheses(tts) -> tuple[str, str]:
+    """A whole text and an incremental one on a WebSocket, one REST request, all failing in the
+    engine; the session and the service go on. Returns the session id and the REST outcome."""
+    stream = await TTSStream.open(tts.ws_url)
+    try:
+        session_id = stream.ready["session_id"]
+        await stream.send(type="synthesize", request_id="whole", text=FAILING_TEXT)
+        whole = (await stream.until("error", "synthesis_complete"))[-1]
+        # no sentence end: held until `end`, so the request fails once, after all its text came
+        await stream.send(type="text", request_id="incremental", text=" ".join(FAILING_WORDS[:3]) + " ")
+        await stream.send(type="text", request_id="incremental", text=" ".join(FAILING_WORDS[3:]))
+        await stream.send(type="end", request_id="incremental")
+        incremental = (await stream.until("error", "synthesis_complete"))[-1]
+        for event, request_id in ((whole, "whole"), (incremental, "incremental")):
+            assert event["type"] == "error" and event["code"] == "inference_timeout", event
+            assert event["request_id"] == request_id and event["fatal"] is False, event
+            assert not any(w.lower() in event["message"].lower() for w in FAILING_WORDS), event
+        await stream.send(type="config", encoding="pcm_s16le")  # the session goes on: a new `ready`
+        assert (await stream.until("ready", "error"))[-1]["type"] == "ready"
+    finally:
+        await stream.close()
+    async with httpx.AsyncClient(base_url=tts.url, timeout=60) as http:
+        # REST: today the headers are out before the engine fails, so the body is cut and uvicorn
+        # logs "Exception in ASGI application" with the traceback (the formatter's gate)
+        try:
+            r = await http.post("/v1/audio/speech", json={"input": FAILING_TEXT, "response_format": "pcm"})
+            rest = r.json()["error"]["code"] if r.status_code == 503 else f"{r.status_code}, complete"
+        except httpx.RemoteProtocolError:
+            rest = "cut"
+        assert rest in ("cut", "inference_timeout"), rest
+        assert (await http.get("/health")).status_code == 200  # the service goes on
+        assert (await http.get("/ready")).status_code == 200  # the breaker never opened
+    again = await TTSStream.open(tts.ws_url)  # and takes a new session
+    await again.close()
+    return session_id, rest
+
+
+@pytest.mark.usefixtures("espeak")
+async def test_a_synthesis_failing_in_the_engine_logs_no_text():
+    label = "hardening-privacy-tts-timeout"
+    (ARTIFACTS / f"{label}.log").unlink(missing_ok=True)
+    tts = ServiceProcess("tts", env=TIMEOUT_ENV, label=label).start()
+    try:
+        session_id, rest = await _failing_syntheses(tts)
+    finally:
+        tts.stop()
+    lines = tts.log_path.read_text(errors="replace").splitlines()
+    failed = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("msg") == "synthesis failed" and entry.get("session_id") == session_id:
+                failed.append(entry)
+    # the failures were logged, here: this is the log of the failure path, not an empty one
+    # (the timeout's own message, as safe_exc or, with LOG_CONTENT on, repr writes it)
+    timed_out = [e for e in failed if "EngineUnavailable" in e["error"] and "took longer than" in e["error"]]
+    assert len(failed) == len(timed_out) == 2, lines[-20:]
+    if rest == "cut":
+        assert any("Exception in ASGI application" in line and "synthesis.py" in line for line in lines)
+    for word in FAILING_WORDS:
+        leaks = [line[:300] for line in lines if word.lower() in line.lower()]
+        assert not leaks, f"the TTS logged the text of a failed synthesis ({word!r}):\n" + "\n".join(leaks)
