@@ -77,13 +77,35 @@ if ! $DOCKER image inspect "$BASE" >/dev/null 2>&1; then
   stamp "docker import $BASE"
 fi
 
+# ---- pip's CA bundle for the builds (the pip_ca secret), as pip here is configured, in pip's own
+# precedence: PIP_CERT (the environment overrides config files), then `cert` from `pip config list`
+# (install.cert before global.cert, as pip install reads them), else Debian's bundle. A named file
+# that is not readable is reported and passed over.
+PIP_CONFIG=$("$PY" -m pip config list 2>/dev/null || true)
+pip_config_cert() {  # <section>: that section's cert value in `pip config list`, unquoted; empty if unset
+  printf '%s\n' "$PIP_CONFIG" | sed -n "s/^$1\.cert=\(['\"]\)\(.*\)\1\$/\2/p" | tail -n 1
+}
+PIP_CA=/etc/ssl/certs/ca-certificates.crt PIP_CA_FROM="the default path"
+for source in PIP_CERT install.cert global.cert; do
+  if [ "$source" = PIP_CERT ]; then value=${PIP_CERT:-} from=PIP_CERT
+  else value=$(pip_config_cert "${source%.cert}") from="pip config $source"; fi
+  [ -n "$value" ] || continue
+  if [[ $value == "~/"* ]]; then value=${HOME:-}/${value#"~/"}; fi  # pip expands ~ too
+  if [ -r "$value" ] && [ -f "$value" ]; then
+    PIP_CA=$value PIP_CA_FROM=$from
+    break
+  fi
+  echo "[compose-test] $from names $value, not a readable file: passed over"
+done
+echo "[compose-test] pip CA bundle (pip_ca secret): $PIP_CA, from $PIP_CA_FROM"
+
 # ---- images: the ASR image (CPU), the light TTS image (Piper + espeak-ng), the orchestrator;
 # redis + nginx from the same base (tests/deploy/compose/infra.Dockerfile)
 build() {  # name, dockerfile, extra args...
   local name=$1 file=$2; shift 2
   local t=$(date +%s)
   if ! DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain \
-      --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt \
+      --secret "id=pip_ca,src=$PIP_CA" \
       --build-arg PYTHON_IMAGE="$BASE" -f "$file" -t "$name:$TAG" "$@" . > "$STATE/build-$name.log" 2>&1; then
     tail -30 "$STATE/build-$name.log"; echo "[compose-test] build of $name failed"; exit 1
   fi

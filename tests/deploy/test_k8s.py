@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.common.client_addr import parse_networks
 from tests.deploy.agreement import PORTS, REPO, RUNTIME_VARS, dockerfile, known_settings, load_compose, readers_for
 from tools.models.__main__ import RUN_STEPS
 
@@ -163,6 +164,21 @@ def test_every_variable_given_is_one_the_code_reads_and_valid(overlay, service):
     assert not unknown, f"{service} is given variables its code never reads: {unknown}"
     reader = readers_for(service, dict(env))
     assert not reader.problems, reader.problems
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_forwarded_addresses_are_believed_from_the_pod_network_only(overlay, service):
+    """Behind the Ingress every peer is a controller pod: with the loopback default each service
+    would see one client (one rate-limit bucket for everyone). Trusting private ranges is safe only
+    because the NetworkPolicy lets no one else connect."""
+    networks = parse_networks(configmap_env(overlay, service)["TRUSTED_PROXIES"].split(","))
+    assert networks and all(n.is_private and n.prefixlen >= 7 for n in networks), networks
+    policy = objects(overlay, "NetworkPolicy")["voicestack"]["spec"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    sources = {p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name", "(own)")
+               for p in rule["from"]}  # fmt: skip
+    assert sources == {"(own)", "ingress-nginx", "monitoring"} and "ports" not in rule
 
 
 def test_upstream_urls_and_redis_point_at_the_services(overlay):
@@ -317,6 +333,28 @@ def test_gpus_only_in_the_gpu_overlay():
         assert configmap_env("gpu", service)[f"{service.upper()}_DEVICE"] == "cuda"
     pvc = objects("gpu", "PersistentVolumeClaim")["model-cache"]
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_gpu_first_start_has_time_for_the_hub_download():
+    """GPU pods download GBs of hub weights (Whisper large-v3-turbo, Chatterbox) in the main
+    container on first start: the startup probe (and the rollout's progress deadline) allow at
+    least compose's start_period and 10 minutes; the CPU overlay keeps the base's shorter budget."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+    for service in ("asr", "tts"):
+        start_period = str(load_compose("docker-compose.yml")["services"][service]["healthcheck"]["start_period"])
+        parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)", start_period)  # a Go duration: 600s, 1m30s
+        assert parts and "".join(n + u for n, u in parts) == start_period, start_period
+        compose_s = sum(float(n) * units[u] for n, u in parts)
+        budgets = {}
+        for overlay in OVERLAYS:
+            probe = container(overlay, service)["startupProbe"]
+            assert probe["httpGet"] == {"path": "/health", "port": "http"}, (overlay, probe)  # merged, not replaced
+            period, failures = probe.get("periodSeconds", 10), probe.get("failureThreshold", 3)
+            budgets[overlay] = probe.get("initialDelaySeconds", 0) + period * failures
+        assert budgets["gpu"] >= max(compose_s, 600), (service, budgets, compose_s)
+        assert budgets["cpu"] < budgets["gpu"], (service, budgets)
+        deployment = objects("gpu", "Deployment")[service]["spec"]
+        assert deployment.get("progressDeadlineSeconds", 600) >= budgets["gpu"], service
 
 
 # ------------------------------------------------------------------ static policy
