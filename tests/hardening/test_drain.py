@@ -18,7 +18,7 @@ import websockets
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from services.common.server import EXIT_CLEAN, EXIT_DRAIN_CUT, DrainingServer
+from services.common.server import EXIT_CLEAN, EXIT_DRAIN_CUT, EXIT_STARTUP_FAILED, DrainingServer
 from tests.helpers.procs import ServiceProcess, free_port
 
 pytestmark = pytest.mark.usefixtures("espeak")
@@ -152,3 +152,20 @@ async def test_a_request_task_left_after_the_cut_is_cancelled_without_an_error(c
     assert [r for r in records if r.getMessage() == "request cut at shutdown" and r.levelno == logging.WARNING]
     assert [r for r in records if r.getMessage() == "request tasks cancelled at shutdown"]
     assert not server.server_state.tasks
+
+
+async def test_a_service_that_cannot_start_exits_3(tmp_path):
+    """A port already taken: the bind error is logged and the exit code is EXIT_STARTUP_FAILED, so a
+    supervisor tells "never served" from a clean drain (0) or a cut one (75)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"TTS_ENGINE": "espeak", "TTS_VOICES_DIR": str(tmp_path), "REDIS_URL": ""}
+        service = LoggedService("tts", env=env, port=taken.getsockname()[1], label="hardening-port-taken")
+        service.start(wait="")
+        try:
+            code = await asyncio.to_thread(service.proc.wait, 120)
+        finally:
+            service.stop(timeout=5)
+    assert code == EXIT_STARTUP_FAILED, service.log_tail()
+    assert "address already in use" in service.log_tail().lower()
