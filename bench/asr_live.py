@@ -35,8 +35,9 @@ import numpy as np
 import websockets
 
 from bench.report import median, pct
+from bench.tuning_set import SETS
 from services.common.audio import encode
-from tests.helpers import corpus as corpus_set
+from tests.helpers.corpus import ENGINES, FIXED, SpeechSet
 from tests.helpers.procs import ServiceProcess
 from tests.helpers.speech import concat, silence
 from tests.helpers.wer import corpus_wer
@@ -57,13 +58,14 @@ class Utterance:
     voice: str
 
 
-def corpus() -> list[Utterance]:
-    """The project's set (tests/helpers/corpus.py): the 40 single sentences, Piper and espeak
-    interleaved, then the 16 sentences with a pause inside (voice tagged "+pause")."""
+def corpus(speech_set: SpeechSet = FIXED) -> list[Utterance]:
+    """A speech set's 40 single sentences, Piper and espeak interleaved, then its 16 sentences with
+    a pause inside (voice tagged "+pause"). FIXED (tests/helpers/corpus.py) for the report, the
+    tuning set (bench/tuning_set.py) when choosing a setting."""
     out: list[Utterance] = []
-    for pair in zip(*(corpus_set.sentences(engine) for engine in corpus_set.ENGINES), strict=True):
+    for pair in zip(*(speech_set.sentences(engine) for engine in ENGINES), strict=True):
         out += [Utterance(c.text, c.audio, c.engine) for c in pair]
-    for pair in zip(*(corpus_set.paused(engine) for engine in corpus_set.ENGINES), strict=True):
+    for pair in zip(*(speech_set.paused(engine) for engine in ENGINES), strict=True):
         out += [Utterance(c.text, c.audio, c.engine + "+pause") for c in pair]
     return out
 
@@ -246,8 +248,9 @@ def run_live(
     rest: bool = True,
     label: str = "live",
     repo: str | None = None,
+    speech_set: str = "fixed",
 ) -> dict:
-    utterances = corpus()
+    utterances = corpus(SETS[speech_set])
     base_env = {
         "ASR_MODEL": MODEL,
         "ASR_TEMPERATURES": "0.0",
@@ -260,7 +263,7 @@ def run_live(
     if repo:
         service.cwd = repo
     service.start()
-    out: dict = {"env": env, "levels": {}}
+    out: dict = {"env": env, "set": speech_set, "levels": {}}
     try:
         if rest:
             out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
@@ -287,11 +290,12 @@ def main() -> None:
     parser.add_argument("--label", default="live")
     parser.add_argument("--no-rest", action="store_true")
     parser.add_argument("--repo", help="run the service from this checkout (before/after comparisons)")
+    parser.add_argument("--set", default="fixed", choices=sorted(SETS), help="speech set (tuning: choosing settings)")
     parser.add_argument("--out")
     args = parser.parse_args()
     env = dict(kv.split("=", 1) for kv in args.env)
     levels = [int(x) for x in args.levels.split(",")]
-    result = run_live(env, levels, args.per_stream, not args.no_rest, args.label, args.repo)
+    result = run_live(env, levels, args.per_stream, not args.no_rest, args.label, args.repo, args.set)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)

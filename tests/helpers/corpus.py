@@ -1,6 +1,9 @@
 """The project's own fixed speech set: what "hears the right words" is measured on, in tests and in
-`make bench`. Written once and not used for tuning anything else (no threshold, setting or
-sentence was chosen by looking at the ASR's errors on it).
+`make bench`. Not used for tuning: settings are chosen on the separate tuning set
+(bench/tuning_set.py, other sentences, same voices and layout), and this set then says how they
+do on speech nobody tuned on. (Until 2026-12-01 some ASR latency settings were compared on this
+set; docs/asr.md "Turn taking and latency" says which, and that they were re-checked on the
+tuning set.)
 
 - `sentences(engine)`: 20 single sentences per engine, Piper (the real en_US-joe-medium voice) and
   espeak-ng (robotic, harder for Whisper): different sentences for each engine.
@@ -11,7 +14,7 @@ sentence was chosen by looking at the ASR's errors on it).
 
 Every clip is 16 kHz mono float32, trimmed to its voiced samples (the engines' own padding cut),
 so a clip's times are exact: `Clip.audio` starts and ends on speech. Rendering is deterministic
-(see tests/helpers/speech.py) and cached per process.
+(see tests/helpers/speech.py) and cached per process. `SpeechSet` is the shape both sets share.
 """
 
 from __future__ import annotations
@@ -136,25 +139,6 @@ def render(text: str, engine: str) -> np.ndarray:
     raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
 
 
-def texts(engine: str) -> tuple[str, ...]:
-    return {"piper": PIPER_SENTENCES, "espeak": ESPEAK_SENTENCES}[engine]
-
-
-@functools.cache
-def sentences(engine: str) -> tuple[Clip, ...]:
-    return tuple(Clip(text, engine, render(text, engine)) for text in texts(engine))
-
-
-@functools.cache
-def paused(engine: str) -> tuple[Clip, ...]:
-    out = []
-    for i, (first, second) in enumerate(PAUSED_SENTENCES):
-        pause = PAUSES_S[i % len(PAUSES_S)]
-        a, b = render(first, engine), render(second, engine)
-        out.append(Clip(f"{first} {second}", engine, concat(a, silence(pause), b), ((len(a) / RATE, pause),)))
-    return tuple(out)
-
-
 def join(engine: str, clips: tuple[Clip, ...], gaps: tuple[float, ...] = GAPS_S, lead: float = LEAD_S) -> Stream:
     """Clips one after another with `gaps` (cycled) between them and `lead` around the whole."""
     parts = [silence(lead)]
@@ -172,7 +156,44 @@ def join(engine: str, clips: tuple[Clip, ...], gaps: tuple[float, ...] = GAPS_S,
     return Stream(engine, clips, concat(*parts), tuple(spans))
 
 
+@dataclass(frozen=True)
+class SpeechSet:
+    """Sentences per engine plus paused sentences, rendered and laid out the same way for every set."""
+
+    name: str
+    piper: tuple[str, ...]
+    espeak: tuple[str, ...]
+    paused_halves: tuple[tuple[str, str], ...]
+
+    def texts(self, engine: str) -> tuple[str, ...]:
+        return {"piper": self.piper, "espeak": self.espeak}[engine]
+
+    def sentences(self, engine: str) -> tuple[Clip, ...]:
+        return _sentences(self, engine)
+
+    def paused(self, engine: str) -> tuple[Clip, ...]:
+        return _paused(self, engine)
+
+    def streams(self, engine: str) -> tuple[Stream, ...]:
+        clips = self.sentences(engine)
+        return tuple(join(engine, clips[i : i + STREAM_SIZE]) for i in range(0, len(clips), STREAM_SIZE))
+
+
+# rendered once per process and set (the sets are module constants, so the caches stay small)
 @functools.cache
-def streams(engine: str) -> tuple[Stream, ...]:
-    clips = sentences(engine)
-    return tuple(join(engine, clips[i : i + STREAM_SIZE]) for i in range(0, len(clips), STREAM_SIZE))
+def _sentences(speech_set: SpeechSet, engine: str) -> tuple[Clip, ...]:
+    return tuple(Clip(text, engine, render(text, engine)) for text in speech_set.texts(engine))
+
+
+@functools.cache
+def _paused(speech_set: SpeechSet, engine: str) -> tuple[Clip, ...]:
+    out = []
+    for i, (first, second) in enumerate(speech_set.paused_halves):
+        pause = PAUSES_S[i % len(PAUSES_S)]
+        a, b = render(first, engine), render(second, engine)
+        out.append(Clip(f"{first} {second}", engine, concat(a, silence(pause), b), ((len(a) / RATE, pause),)))
+    return tuple(out)
+
+
+FIXED = SpeechSet("fixed", PIPER_SENTENCES, ESPEAK_SENTENCES, PAUSED_SENTENCES)
+texts, sentences, paused, streams = FIXED.texts, FIXED.sentences, FIXED.paused, FIXED.streams
