@@ -56,7 +56,7 @@ from services.common.server import SessionRegistry
 from . import metrics
 from .config import ASRConfig
 from .endpointing import Endpointer, endpointing
-from .engines import Engines
+from .engines import Engines, Kind
 from .intake import Intake
 from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
@@ -514,7 +514,7 @@ class SessionCore:
         stream = self.stream
         request = Request(
             audio,
-            "final",
+            Kind.FINAL,
             language=stream.language,
             word_timestamps=stream.word_timestamps,
             prompt=self.prompt,
@@ -579,7 +579,7 @@ class SessionCore:
 
     async def _partial(self, audio: np.ndarray, turn_id: int, timestamp: float) -> None:
         try:
-            request = Request(audio, "partial", language=self.stream.language, owner=self.id)
+            request = Request(audio, Kind.PARTIAL, language=self.stream.language, owner=self.id)
             result = await self.engines.transcriber.transcribe(request)
         except Exception as exc:
             error = type(exc).__name__

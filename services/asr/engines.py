@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -27,7 +28,15 @@ from .vad import SileroVAD, VADStream
 if TYPE_CHECKING:
     from .transcriber import Transcriber
 
-KINDS = ("final", "file", "partial")  # in priority order
+class Kind(StrEnum):
+    """What a transcription is for; the order of the members is the scheduler's priority."""
+
+    FINAL = "final"
+    FILE = "file"
+    PARTIAL = "partial"
+
+
+KINDS = tuple(Kind)  # in priority order
 ANALYSIS_THREADS = 2
 WARM_ROUNDS = 3
 
@@ -37,7 +46,7 @@ class Request:
     """One transcription: 16 kHz mono float32 audio and how to decode it."""
 
     audio: np.ndarray
-    kind: str = "final"  # final | file | partial
+    kind: Kind = Kind.FINAL
     language: str | None = None
     word_timestamps: bool = False
     prompt: str | None = None

@@ -23,7 +23,7 @@ from services.common.validate import InputError
 
 from . import formats, metrics
 from .config import ASRConfig
-from .engines import Engines
+from .engines import Engines, Kind
 from .transcriber import SAMPLE_RATE
 from .transcriber import Request as TranscribeRequest
 
@@ -118,7 +118,7 @@ def make_endpoint(config: ASRConfig, engines: Engines, limiter: SessionLimiter):
             transcript = await engines.transcriber.transcribe(
                 TranscribeRequest(
                     audio,
-                    "file",
+                    Kind.FILE,
                     language=language,
                     word_timestamps="word" in granularities,
                     prompt=prompt,

@@ -33,7 +33,7 @@ from typing import Any
 from services.common.breaker import EngineGuard
 
 from . import metrics
-from .engines import KINDS, ASREngine, Request
+from .engines import KINDS, ASREngine, Kind, Request
 from .transcript import Transcript
 
 PRIORITY = {kind: i for i, kind in enumerate(KINDS)}
@@ -94,9 +94,9 @@ class Scheduler:
     # ------------------------------------------------------------ the queue
     def accepts_partial(self) -> bool:
         """Should a session ask for a partial now? No while a final waits or the queue is full."""
-        if self.waiting["final"]:
+        if self.waiting[Kind.FINAL]:
             return False
-        return self.waiting["partial"] + self.waiting["file"] < max(1, self.max_pending_partials)
+        return self.waiting[Kind.PARTIAL] + self.waiting[Kind.FILE] < max(1, self.max_pending_partials)
 
     def idle(self) -> bool:
         """Nothing waiting and a worker free: a guess (an early speculative final) costs no one a slot."""
@@ -117,10 +117,10 @@ class Scheduler:
     def _live(self, job: Job, now: float, finals_of: set) -> bool:
         if job.future.done():  # cancelled by its caller: nobody reads the result
             return False
-        if job.request.kind != "partial" or job.request.owner is None:
+        if job.request.kind != Kind.PARTIAL or job.request.owner is None:
             return True
         superseded = job.request.owner in finals_of  # its session's turn already ended
-        stale = now - job.queued_at > self.partial_max_wait_s and (self.waiting["final"] or self.waiting["file"])
+        stale = now - job.queued_at > self.partial_max_wait_s and (self.waiting[Kind.FINAL] or self.waiting[Kind.FILE])
         if superseded or stale:
             job.future.cancel()
             self.shed += 1
@@ -131,7 +131,7 @@ class Scheduler:
     def take(self) -> list[Job]:
         """The most urgent live job, plus (when it can batch) the waiting jobs that can share its call."""
         now = time.perf_counter()
-        finals_of = {j.request.owner for j in self._pending if j.request.kind == "final" and not j.future.done()}
+        finals_of = {j.request.owner for j in self._pending if j.request.kind == Kind.FINAL and not j.future.done()}
         live = []
         for job in self._pending:
             if self._live(job, now, finals_of):
@@ -199,7 +199,7 @@ class Scheduler:
 
     def _call(self, batch: list[Job]) -> list[Transcript | Exception] | None:
         """Blocking, in a worker thread: one engine call for the batch (None: a file slice done)."""
-        if len(batch) == 1 and batch[0].request.kind == "file":
+        if len(batch) == 1 and batch[0].request.kind == Kind.FILE:
             job = batch[0]
             if job.state is None:
                 job.state = self.engine.open_file(job.request)

@@ -35,7 +35,7 @@ from services.common import logs
 
 from .batching import FULL_WINDOW_FRAMES, MAX_CLIP_S, transcribe_batch
 from .config import ASRConfig
-from .engines import Request
+from .engines import Kind, Request
 from .transcript import SAMPLE_RATE, Transcript, clamped_segment
 
 log = logging.getLogger("voice.asr.whisper")
@@ -144,20 +144,20 @@ class WhisperEngine:
 
     # ------------------------------------------------------------ what may share a call
     def can_batch(self, request: Request) -> bool:
-        return request.kind != "file" and not request.prompt and len(request.audio) <= MAX_CLIP_S * SAMPLE_RATE
+        return request.kind != Kind.FILE and not request.prompt and len(request.audio) <= MAX_CLIP_S * SAMPLE_RATE
 
     def batch_key(self, request: Request) -> tuple:
         return (request.kind, request.language, self.temperatures(request)[0])
 
     def temperatures(self, request: Request) -> tuple[float, ...]:
         temperatures = request.temperatures or self.config.temperatures
-        return temperatures[:1] if request.kind == "partial" else temperatures  # no fallback for a preview
+        return temperatures[:1] if request.kind == Kind.PARTIAL else temperatures  # no fallback for a preview
 
     def pad_s(self, request: Request) -> float | None:
         """Padding past the audio for a short-window decode; None = Whisper's 30 s window."""
-        if request.kind == "partial":
+        if request.kind == Kind.PARTIAL:
             return self.config.partial_window_pad_s
-        if request.kind == "final":
+        if request.kind == Kind.FINAL:
             return self.config.final_window_pad_s
         return None
 
@@ -167,7 +167,7 @@ class WhisperEngine:
         duration = len(request.audio) / SAMPLE_RATE
         if self.can_batch(request) and window_frames(duration, self.pad_s(request), self.config.min_window_s):
             (result,) = self.run_batch([request])
-            if request.kind == "partial" or self.trusted(result):
+            if request.kind == Kind.PARTIAL or self.trusted(result):
                 return result
         segments, info, duration = self._start(request)
         return self.transcript(list(segments), info, duration)
@@ -185,7 +185,7 @@ class WhisperEngine:
         audio = np.asarray(request.audio, dtype=np.float32)
         duration = len(audio) / SAMPLE_RATE
         temperatures = self.temperatures(request)
-        partial = request.kind == "partial"
+        partial = request.kind == Kind.PARTIAL
         segments, info = self.model.transcribe(
             audio,
             language=request.language,
@@ -239,7 +239,7 @@ class WhisperEngine:
             self.model,
             clips,
             [r.language for r in requests],
-            word_timestamps=any(r.word_timestamps and r.kind != "partial" for r in requests),
+            word_timestamps=any(r.word_timestamps and r.kind != Kind.PARTIAL for r in requests),
             beam_size=self.config.beam_size,
             temperature=self.temperatures(requests[0])[0],
             max_new_tokens=decode_cap(longest, self.config.tokens_per_second),
@@ -248,7 +248,7 @@ class WhisperEngine:
         transcripts = []
         for request, clip, output in zip(requests, clips, outputs, strict=True):
             duration = len(clip) / SAMPLE_RATE
-            keep_words = request.word_timestamps and request.kind != "partial"
+            keep_words = request.word_timestamps and request.kind != Kind.PARTIAL
             temperature = self.temperatures(request)[0]
             segments = []
             for i, seg in enumerate(output["segments"]):
