@@ -170,6 +170,10 @@ class Request:
             yield piece
 
 
+# a closing session waits this long for its tasks (cancelled) to end, then ends without them
+CLOSE_WAIT_S = 5.0
+
+
 # ---------------------------------------------------------------- the core
 class TTSCore:
     def __init__(
@@ -223,9 +227,16 @@ class TTSCore:
         tasks = [t for t in (self._worker, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure of a closing session is not news
+        if pending:  # e.g. waiting on an engine call that cannot be interrupted: the session ends anyway
+            where = sorted({f"{f.f_code.co_name}:{f.f_lineno}" for t in pending for f in t.get_stack(limit=4)})
+            logs.event(log, "session tasks still running at close", level=logging.WARNING,
+                       session_id=self.session_id, tasks=len(pending), at=where)  # fmt: skip
 
     # ------------------------------------------------------------------ output
     async def send(self, message: Message) -> None:

@@ -44,7 +44,9 @@ def write_mic_wav(directory: Path, name: str, *parts) -> Path:
 # a sentence of the fixed speech set (tests/helpers/corpus.py), in the Piper voice: the page must
 # show these words as the user's line
 QUESTION = corpus.PIPER_SENTENCES[1]
-MAX_WER = 0.06  # the Piper half's limit in tests/asr/test_wer.py
+# one word of the question's eight (12.5 %): one sentence cannot carry the set's 6 % limit, which
+# tests/asr/test_wer.py holds on the whole Piper half; a CI run heard 'train' as 'rain' here once
+MAX_WER = 0.125
 
 
 @pytest.fixture(scope="module")
