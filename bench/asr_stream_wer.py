@@ -16,6 +16,8 @@ import asyncio
 import os
 import time
 
+import numpy as np
+
 from bench.asr_live import LEAD_S, MODEL, PAUSE_S, RATE, Utterance, corpus
 from bench.tuning_set import SETS
 from services.asr import config as asr_config
@@ -38,12 +40,21 @@ def settings(config: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in config.split(","))
 
 
-def per_utterance(utterances: list[Utterance], finals: list[Final]) -> list[tuple[Utterance, str, int]]:
-    """Each utterance, the text of the finals overlapping its speech, and their word errors."""
-    out, at = [], 0.0
+def layout(utterances: list[Utterance]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The utterances as one stream (LEAD_S of silence before each, PAUSE_S after) and each one's
+    speech span in stream seconds."""
+    parts, spans, at = [], [], 0.0
     for u in utterances:
-        start, end = at + LEAD_S, at + LEAD_S + len(u.audio) / RATE
-        at = end + PAUSE_S
+        parts.append(concat(silence(LEAD_S), u.audio, silence(PAUSE_S)))
+        spans.append((at + LEAD_S, at + LEAD_S + len(u.audio) / RATE))
+        at = spans[-1][1] + PAUSE_S
+    return concat(*parts), spans
+
+
+def per_utterance(utterances, spans, finals: list[Final]) -> list[tuple[Utterance, str, int]]:
+    """Each utterance, the text of the finals overlapping its speech, and their word errors."""
+    out = []
+    for u, (start, end) in zip(utterances, spans, strict=True):
         text = " ".join(f.text for f in finals if f.start < end - 0.05 and f.end > start + 0.05)
         out.append((u, text, edit_distance(words(u.text), words(text))))
     return out
@@ -54,14 +65,14 @@ async def measure(env_settings: dict[str, str], utterances: list[Utterance], sho
     engines = Engines(asr_config.load(env))
     await asyncio.to_thread(engines.load)
     engines.transcriber.start()
-    audio = concat(*[concat(silence(LEAD_S), u.audio, silence(PAUSE_S)) for u in utterances])
+    audio, spans = layout(utterances)
     started = time.perf_counter()
     finals = await stream_finals(engines, audio)
     took = time.perf_counter() - started
     await engines.transcriber.stop()
     engines.shutdown()
     if show:
-        for u, text, errors in per_utterance(utterances, finals):
+        for u, text, errors in per_utterance(utterances, spans, finals):
             if errors:
                 print(f"  {errors} [{u.voice}] {u.text!r} -> {text!r}")
     ref = " ".join(u.text for u in utterances)

@@ -28,6 +28,7 @@ from .vad import SileroVAD, VADStream
 if TYPE_CHECKING:
     from .transcriber import Transcriber
 
+
 class Kind(StrEnum):
     """What a transcription is for; the order of the members is the scheduler's priority."""
 

@@ -175,8 +175,7 @@ class SpeechSet:
         return _paused(self, engine)
 
     def streams(self, engine: str) -> tuple[Stream, ...]:
-        clips = self.sentences(engine)
-        return tuple(join(engine, clips[i : i + STREAM_SIZE]) for i in range(0, len(clips), STREAM_SIZE))
+        return _streams(self, engine)
 
 
 # rendered once per process and set (the sets are module constants, so the caches stay small)
@@ -193,6 +192,12 @@ def _paused(speech_set: SpeechSet, engine: str) -> tuple[Clip, ...]:
         a, b = render(first, engine), render(second, engine)
         out.append(Clip(f"{first} {second}", engine, concat(a, silence(pause), b), ((len(a) / RATE, pause),)))
     return tuple(out)
+
+
+@functools.cache
+def _streams(speech_set: SpeechSet, engine: str) -> tuple[Stream, ...]:
+    clips = speech_set.sentences(engine)
+    return tuple(join(engine, clips[i : i + STREAM_SIZE]) for i in range(0, len(clips), STREAM_SIZE))
 
 
 FIXED = SpeechSet("fixed", PIPER_SENTENCES, ESPEAK_SENTENCES, PAUSED_SENTENCES)
