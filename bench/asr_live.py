@@ -48,6 +48,10 @@ LEAD_S = 0.4  # silence before each utterance
 PAUSE_S = 2.2  # silence after each utterance (below max_silence_secs: a waiting turn merges)
 MID_PAUSE_S = 0.6
 MODEL = "models/whisper-tiny.en"
+# end-of-turn reasons of a final that waited (issue 11: "waited for `end` or `max_silence_secs`"); a
+# "transcript" end is not one: ASR_QUESTION_COMPLETE_SECS ends a question that way at the first
+# check (reports from before that change counted every "transcript" end as late)
+WAITED = frozenset({"end", "silence_timeout", "max_duration", "flush"})
 ONE_STREAM = 48  # utterances of the single-stream level: the 40 sentences and 8 paused ones
 
 
@@ -82,6 +86,7 @@ class Stats:
     pairs: list[tuple[str, str]] = field(default_factory=list)
     closes: list[str] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)
+    by_voice: dict[str, list[float]] = field(default_factory=dict)  # latencies per voice (a set's p50 mixes two)
 
     def add(self, other: Stats) -> None:
         self.latencies += other.latencies
@@ -91,6 +96,8 @@ class Stats:
         self.pairs += other.pairs
         self.closes += other.closes
         self.probabilities += other.probabilities
+        for voice, values in other.by_voice.items():
+            self.by_voice.setdefault(voice, []).extend(values)
 
 
 async def one_stream(url: str, utterances: list[Utterance], delay: float, config: dict) -> Stats:
@@ -155,10 +162,12 @@ async def one_stream(url: str, utterances: list[Utterance], delay: float, config
         nxt = ends[i + 1] if i + 1 < len(ends) else float("inf")
         arrived = finals[mine[-1]][0]
         sole = covered[mine[-1]] == [i]
-        if complete and (not sole or arrived >= nxt or finals[mine[-1]][1]["end_of_turn"]["reason"] != "smart_turn"):
+        waited = finals[mine[-1]][1]["end_of_turn"]["reason"] in WAITED
+        if complete and (not sole or arrived >= nxt or waited):
             stats.late += 1
         if sole and arrived < nxt:
             stats.latencies.append(arrived - ends[i])
+            stats.by_voice.setdefault(utt.voice, []).append(arrived - ends[i])
         del first
     stats.merges = sum(1 for c in covered if len(c) > 1)
     stats.pairs.append((" ".join(u.text for u in utterances), " ".join(e["text"] for _, e in finals)))
@@ -210,6 +219,7 @@ def summary(stats: Stats, audio_s: float, cpu_s: float) -> dict:
         "p95_ms": round(pct(lat, 0.95) * 1e3) if lat else None,
         "max_ms": round(max(lat) * 1e3) if lat else None,
         "n": len(lat),
+        "p50_by_voice_ms": {voice: round(median(v) * 1e3) for voice, v in sorted(stats.by_voice.items())},
         "late": stats.late,
         "complete": stats.complete,
         "splits": stats.splits,

@@ -59,15 +59,15 @@ class ASRConfig:
     stream_defaults: StreamConfig
     # latency and end-of-turn settings (docs/asr.md, "Turn taking and latency")
     partial_window_pad_s: float = 1.0
-    final_window_pad_s: float = 16.0
+    final_window_pad_s: float = 14.0
     min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
-    speculate_silence_s: float = 0.128
+    speculate_silence_s: float = 0.064
     turn_recheck_secs: tuple[float, ...] = (0.5, 1.0)
     turn_threshold_decay: float = 0.5
     continuation_wait_s: float = 2.0
     text_complete_s: float = 1.5
-    question_complete_s: float = 0.5
+    question_complete_s: float = 0.2
     # Wyoming (Home Assistant) TCP server inside the ASR process; Wyoming has no auth (docs/asr.md)
     wyoming_port: int = 0
     wyoming_host: str = "127.0.0.1"
@@ -168,7 +168,7 @@ class ASRConfig:
             ),
             final_window_pad_s=env.float(
                 "ASR_FINAL_WINDOW_PAD_SECS",
-                16.0,
+                14.0,
                 "the same for stream finals (a final failing Whisper's quality checks is redone in 30 s)",
                 min=-1.0,
                 max=30.0,
@@ -188,7 +188,7 @@ class ASRConfig:
             ),
             speculate_silence_s=env.float(
                 "ASR_SPECULATE_SECS",
-                0.128,
+                0.064,
                 "silence (s) after which an idle engine starts the final's transcription before the turn ends "
                 "(0 = only once stop_secs is reached)",
                 min=0.0,
@@ -202,7 +202,7 @@ class ASRConfig:
             turn_threshold_decay=env.float(
                 "ASR_TURN_THRESHOLD_DECAY",
                 0.5,
-                "each re-check's threshold is the previous one times this (1 = no decay)",
+                "the threshold is multiplied by this at each re-check point the silence passes (1 = no decay)",
                 min=0.0,
                 max=1.0,
             ),
@@ -220,8 +220,9 @@ class ASRConfig:
             ),
             question_complete_s=env.float(
                 "ASR_QUESTION_COMPLETE_SECS",
-                0.5,
-                "after this silence a transcript ending in '?' ends the turn though Smart Turn is unsure (0 = off)",
+                0.2,
+                "from this silence a transcript ending in '?' ends the turn though Smart Turn is unsure "
+                "(at most stop_secs: at the first check; 0 = off)",
                 min=0.0,
             ),
             wyoming_port=env.int(

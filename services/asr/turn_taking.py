@@ -14,16 +14,18 @@ Feed it one VAD probability per 32 ms frame; it answers with actions for the ses
     a turn longer than max_turn_s                              → finalize("max_duration")
 
 End of turn that re-checks (`Endpointing`): Smart Turn answers once at stop_secs, and again as
-the silence grows (`recheck_secs`, e.g. 0.5 and 1.0 s), each time against a lower threshold
-(`threshold × decay^k`): an unsure but complete sentence ends after about a second instead of
-waiting for max_silence_secs, while a pause inside a sentence (low answers, speech resumes
-soon) is still bridged. The live transcript is the second signal: a turn whose text so far
-ends on a word that cannot end an English sentence ("to", "the", "and", …) is not finalized by
-Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is; and after
+the silence grows (`recheck_secs`, e.g. 0.5 and 1.0 s), against a threshold that falls at each
+re-check point passed (`threshold × decay^k`): an unsure but complete sentence ends after about a
+second instead of waiting for max_silence_secs, while a pause inside a sentence (low answers,
+speech resumes soon) is still bridged. The live transcript is the second signal: a turn whose text
+so far ends on a word that cannot end an English sentence ("to", "the", "and", …) is not finalized
+by Smart Turn before `continuation_wait_s` of silence, however sure Smart Turn is; and after
 `text_complete_s` of silence a transcript that ends a sentence (".", "?", "!") ends the turn even
-when Smart Turn stays unsure (reason "transcript"); a transcript ending in "?" does so sooner, at
-`question_complete_s`: Whisper writes "?" only for a question's form or rise, the surest sign in
-the text that the user is waiting for an answer.
+when Smart Turn stays unsure (reason "transcript"); a transcript ending in "?" does so from
+`question_complete_s` (by default at the first check): Whisper writes "?" only for a question's
+form or rise, the surest sign in the text that the user is waiting for an answer. The question
+limit only reads the transcript; it does not lower the bar, or it would end every unsure turn
+sooner, questions or not.
 
 Because everything runs on stream time, the same audio always gives the same events.
 """
@@ -50,7 +52,7 @@ CONTINUATION_WORDS = frozenset(
     because if although though unless until while whereas my your his its our their very um uh
     let's""".split()
 )
-_WORD = re.compile(r"[a-z']+")
+_WORD = re.compile(r"[a-z0-9']+")  # Whisper writes numbers as digits: "at 9." ends on "9", not "at"
 
 
 def ends_mid_sentence(text: str) -> bool:
@@ -72,7 +74,7 @@ class Endpointing:
     decay: float = 0.5
     continuation_wait_s: float = 2.0
     text_complete_s: float = 1.5  # 0 = off
-    question_complete_s: float = 0.5  # the same for a transcript ending in "?" (0 = off)
+    question_complete_s: float = 0.2  # the same for a transcript ending in "?" (0 = off; ≤ stop_secs: the first check)
 
     def text_limits(self) -> tuple[float, ...]:
         """The silences at which the transcript alone may end a turn (the enabled ones)."""
@@ -149,8 +151,9 @@ class TurnTaker:
         self.probability: float | None = None
         self.checks: list[Check] = []
         self.held: str | None = None
-        self._pause_checks = 0  # Smart Turn decisions in the current pause
+        self._lowered = 0  # re-check points this pause has passed: the bar has fallen this many times
         self._points: list[float] = []  # silence (s) at which the current pause checks again
+        self._lowering: frozenset[float] = frozenset()  # those of them that lower the bar
 
     @property
     def in_turn(self) -> bool:
@@ -191,7 +194,8 @@ class TurnTaker:
                 if self.detection.mode == "smart_turn" and self.silence_s >= self.detection.max_silence_secs - 1e-9:
                     actions.append(self._finalize("silence_timeout", end))
                 elif self.detection.mode == "smart_turn" and self._points and self.silence_s >= self._points[0] - 1e-9:
-                    self._points.pop(0)
+                    if self._points.pop(0) in self._lowering:
+                        self._lowered += 1
                     actions.append(Action(ActionKind.CHECK_TURN, round(self.last_speech_end, 3)))
         if self.state != TurnPhase.IDLE and self.turn_start is not None and end - self.turn_start >= self.max_turn_s:
             actions += self.force("max_duration", end)
@@ -203,25 +207,29 @@ class TurnTaker:
         if self.detection.mode == "vad":
             actions.append(self._finalize("vad", self.last_speech_end))
         elif self.detection.mode == "smart_turn":
-            self._pause_checks = 0
+            self._lowered = 0
             stop = self.detection.stop_secs
             limit = self.detection.max_silence_secs
-            points = set(self.endpointing.recheck_secs)
-            points.update(self.endpointing.text_limits())
+            ep = self.endpointing
+            points = {*ep.recheck_secs, *ep.text_limits()}
             self._points = sorted(p for p in points if stop < p < limit)
+            # the question limit only looks at the transcript: were it to lower the bar as well, a
+            # short question limit would end every unsure turn sooner, questions or not
+            self._lowering = frozenset(p for p in points if p != ep.question_complete_s or p in ep.recheck_secs)
             actions.append(Action(ActionKind.CHECK_TURN, round(self.last_speech_end, 3)))
         return actions
 
     @property
     def threshold(self) -> float:
-        """The threshold the next Smart Turn answer of this pause is held to: it falls with each re-check."""
-        return self.detection.threshold * self.endpointing.decay**self._pause_checks
+        """The threshold the next Smart Turn answer of this pause is held to: it falls at each
+        re-check point the silence has passed (recheck_secs, the text limit, a hold's end), not at
+        the question limit."""
+        return self.detection.threshold * self.endpointing.decay**self._lowered
 
     def turn_probability(self, probability: float, now: float, text: str | None = None) -> list[Action]:
         """Smart Turn's answer to the last check_turn; `text`: the turn's transcript so far, when known."""
         self.probability = probability
         threshold = self.threshold
-        self._pause_checks += 1
         if self.state != TurnPhase.PAUSED:
             return []
         self.checks.append(Check(self.silence_s, probability, threshold))
@@ -234,6 +242,7 @@ class TurnTaker:
             self.held = "continuation"
             if wait < self.detection.max_silence_secs and wait not in self._points:
                 self._points = sorted([*self._points, wait])  # one more look once the hold is over
+                self._lowering |= {wait}
             return []
         return [self._finalize("smart_turn", now)]
 

@@ -104,6 +104,8 @@ def test_a_turn_ending_on_a_continuation_word_is_held():
         ("Give it to me.", False),
         ("Thank you", False),
         ("Where are you from?", False),
+        ("The appointment is on Thursday at 9.", False),  # a number is a word: not held on "at"
+        ("It costs 20 dollars.", False),
         ("", False),
     ],
 )
@@ -238,3 +240,32 @@ def test_a_question_smart_turn_stays_unsure_about_ends_sooner():
     assert final.checks[-1].silence == pytest.approx(1.5, abs=FRAME_S)
     (held,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.01, "Can you give it to?")
     assert held.reason == "transcript"  # a '?' is trusted over the continuation word (ends_mid_sentence)
+
+
+def test_a_question_limit_between_the_rechecks_does_not_lower_the_bar():
+    """The question limit is a look at the transcript only: an unsure statement at 0.3 (Smart Turn
+    0.3 throughout) still waits for the 0.5 s re-check, where the bar falls to 0.25; a question
+    with the same answers ends at the question limit."""
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5, question_complete_s=0.3)
+    (final,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.3, "My brother works in town.")
+    assert final.reason == "smart_turn"
+    assert [c.threshold for c in final.checks] == [0.5, 0.5, 0.25]
+    assert [c.silence for c in final.checks] == pytest.approx([0.2, 0.3, 0.5], abs=FRAME_S)
+    (question,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.3, "Is it far?")
+    assert question.reason == "transcript"
+    assert question.checks[-1].silence == pytest.approx(0.3, abs=FRAME_S)
+
+
+def test_a_question_limit_at_stop_secs_ends_a_question_at_the_first_check():
+    """question_complete_s ≤ stop_secs: the first check already reads the transcript, so an unsure
+    question ends there, and a statement is decided as before (one check at stop_secs, the bar
+    unchanged at the next re-check)."""
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2, max_silence_secs=3.0, threshold=0.5)
+    endpointing = Endpointing(recheck_secs=(0.5, 1.0), text_complete_s=1.5, question_complete_s=0.2)
+    (question,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.05, "Is it far?")
+    assert question.reason == "transcript"
+    assert len(question.checks) == 1
+    (statement,) = pattern(TurnTaker(detection, endpointing=endpointing), 30, 120, 0.3, "It is far.")
+    assert statement.reason == "smart_turn"
+    assert [c.threshold for c in statement.checks] == [0.5, 0.25]
