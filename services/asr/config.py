@@ -59,7 +59,7 @@ class ASRConfig:
     stream_defaults: StreamConfig
     # latency and end-of-turn settings (docs/asr.md, "Turn taking and latency")
     partial_window_pad_s: float = 1.0
-    final_window_pad_s: float = 14.0
+    final_window_pad_s: float = 16.0
     min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
     speculate_silence_s: float = 0.064
@@ -168,7 +168,7 @@ class ASRConfig:
             ),
             final_window_pad_s=env.float(
                 "ASR_FINAL_WINDOW_PAD_SECS",
-                14.0,
+                16.0,
                 "the same for stream finals (a final failing Whisper's quality checks is redone in 30 s)",
                 min=-1.0,
                 max=30.0,
