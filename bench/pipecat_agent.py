@@ -161,11 +161,11 @@ async def _turns(url: str, speech: np.ndarray, n: int) -> list[dict]:
                     results.append(_result(state, done))
                 turn_over.set()
 
-        mic = asyncio.create_task(microphone())
+        playing = asyncio.create_task(microphone())  # not `mic`: microphone() reads that name
         try:
             await asyncio.wait_for(speaker(), 60 * n)
         finally:
-            mic.cancel()
+            playing.cancel()
     return results
 
 

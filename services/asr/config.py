@@ -60,6 +60,7 @@ class ASRConfig:
     # latency and end-of-turn settings (docs/asr.md, "Turn taking and latency")
     partial_window_pad_s: float = 1.0
     final_window_pad_s: float = 16.0
+    backlog_final_window_pad_s: float = 4.0
     min_window_s: float = 3.0
     partial_max_wait_s: float = 0.5
     speculate_silence_s: float = 0.064
@@ -170,6 +171,14 @@ class ASRConfig:
                 "ASR_FINAL_WINDOW_PAD_SECS",
                 16.0,
                 "the same for stream finals (a final failing Whisper's quality checks is redone in 30 s)",
+                min=-1.0,
+                max=30.0,
+            ),
+            backlog_final_window_pad_s=env.float(
+                "ASR_BACKLOG_FINAL_WINDOW_PAD_SECS",
+                4.0,
+                "the final window's padding while other finals wait (the engine is behind: cheaper finals, "
+                "fewer words; = ASR_FINAL_WINDOW_PAD_SECS turns it off)",
                 min=-1.0,
                 max=30.0,
             ),

@@ -19,6 +19,9 @@ active_sessions = gauge(SERVICE, "active_sessions", "open WebSocket sessions and
 rejected_sessions = counter(SERVICE, "rejected_sessions_total", "sessions refused at capacity")
 audio_seconds = counter(SERVICE, "audio_seconds_total", "audio received, in seconds", labels=("source",))
 finals = counter(SERVICE, "finals_total", "finals sent", labels=("reason",))
+backlog_finals = counter(
+    SERVICE, "backlog_finals_total", "finals decoded in the shorter backlog window (other finals were waiting)"
+)
 partials_dropped = counter(SERVICE, "partials_dropped_total", "partials skipped because the engine was busy")
 errors = counter(SERVICE, "errors_total", "error events and error responses", labels=("code",))
 speculative = counter(

@@ -13,6 +13,11 @@ threads off the event loop. The rules, in order of what a user notices:
    that session's final is queued (its turn ended: nobody will show it), or once it waited longer
    than `partial_max_wait_s` while finals or files wait (a newer one will say more). The partial
    rate thus follows the queue, not a fixed interval. (Requests without an `owner` are never shed.)
+   Finals themselves get cheaper when the engine is behind: a final taken while finals of other
+   sessions still wait is marked `backlog`, and the engine decodes it in a shorter window (fewer
+   words, about half the time), so a queue of finals drains instead of growing past the CPU. A
+   session's own finals queued behind each other (a client sending faster than real time) do not
+   count: degrading them would buy no one else time.
 3. Batching: stream requests of the same kind waiting together (different sessions) run as one
    engine call of up to `batch_size` (the engine says what may share a call).
 4. REST files decode in slices of about FILE_SLICE_S, so a long upload never holds a final up
@@ -27,7 +32,7 @@ import asyncio
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common.breaker import EngineGuard
@@ -76,6 +81,7 @@ class Scheduler:
         self.running = {kind: 0 for kind in KINDS}
         self.order: list[str] = []  # kinds in the order they started (the tests read it); bounded
         self.shed = 0  # partials dropped unrun
+        self.backlogged = 0  # finals decoded in the short backlog window
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -154,6 +160,14 @@ class Scheduler:
                     live.remove(job)
         for job in batch:
             self.waiting[job.request.kind] -= 1
+        owners = {job.request.owner for job in batch}
+        if first.request.kind == Kind.FINAL and any(
+            j.request.kind == Kind.FINAL and j.request.owner not in owners for j in live
+        ):
+            for job in batch:
+                job.request = replace(job.request, backlog=True)
+            self.backlogged += len(batch)
+            metrics.backlog_finals.inc(len(batch))
         return batch
 
     def _requeue(self, job: Job) -> None:

@@ -107,3 +107,24 @@ async def test_a_sessions_partial_is_shed_once_its_final_is_queued(transcriber):
     assert isinstance(outcomes[1], asyncio.CancelledError)  # s1's partial: shed unrun
     assert not isinstance(outcomes[2], BaseException) and outcomes[2].text  # s2's still ran
     assert transcriber.order[before:] == ["final", "partial"]
+
+
+async def test_a_final_taken_while_others_wait_is_decoded_in_the_backlog_window(transcriber):
+    """Finals of sessions a, b, c, c queued behind a running partial, taken in that order: a and b
+    each have another session's final waiting, so they are marked backlog (the cheaper window);
+    c's first final has only its own session's next one behind it (a client faster than real
+    time: degrading it buys no one time) and the last has none, so both get the full window.
+    All keep their words."""
+    try:
+        busy, _ = await hold_the_worker(transcriber)
+        before = transcriber.backlogged
+        turn = a_turn()
+        finals = [asyncio.create_task(transcriber.transcribe(Request(turn, "final", owner=owner))) for owner in "abcc"]
+        await until(lambda: transcriber.waiting["final"] == 4, "four finals wait")
+        results = await asyncio.gather(*finals)
+        await asyncio.gather(busy, return_exceptions=True)
+    finally:
+        await transcriber.stop()
+    assert transcriber.backlogged - before == 2
+    for result in results:
+        assert "how" in result.text.lower(), result.text

@@ -7,7 +7,6 @@ WERs are printed (`pytest -s`) and written to tests/artifacts/asr-wer.json."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
@@ -89,12 +88,14 @@ async def streamed(asr, engine: str, runs: dict) -> tuple[float, list]:
     """The 20 sentences as 4 multi-turn streams of 5 over /v1/asr/stream, default turn detection
     (Smart Turn after 0.2 s of silence, 3 s at most): the WER of each stream's finals joined in
     order, against its sentences joined (splits and merges of turns cost nothing, lost words do).
-    Run once per engine, shared by the tests below."""
+    Run once per engine, shared by the tests below. One stream at a time: streams sent together
+    faster than real time make a backlog of finals across sessions, and those are decoded in the
+    cheaper backlog window on purpose (docs/asr.md); these tests score the stream's own words."""
     if engine not in runs:
         streams = corpus.streams(engine)
-        results = await asyncio.gather(
-            *(stream_audio(asr.ws_url, s.audio, config={}, chunk_s=CHUNK_S, speed=0, timeout=300) for s in streams)
-        )
+        results = [
+            await stream_audio(asr.ws_url, s.audio, config={}, chunk_s=CHUNK_S, speed=0, timeout=300) for s in streams
+        ]
         for result in results:
             assert result.close_code == 1000 and not result.of("error"), (result.close_code, result.of("error"))
         pairs = [(s.text, " ".join(f["text"] for f in r.finals)) for s, r in zip(streams, results, strict=True)]
