@@ -177,7 +177,7 @@ class ASRConfig:
             backlog_final_window_pad_s=env.float(
                 "ASR_BACKLOG_FINAL_WINDOW_PAD_SECS",
                 4.0,
-                "the final window's padding while other finals wait (the engine is behind: cheaper finals, "
+                "the final window's padding while other sessions' finals wait (the engine is behind: cheaper finals, "
                 "fewer words; = ASR_FINAL_WINDOW_PAD_SECS turns it off)",
                 min=-1.0,
                 max=30.0,

@@ -53,7 +53,7 @@ class Request:
     prompt: str | None = None
     temperatures: tuple[float, ...] | None = None
     owner: str | None = None  # the session asking: lets the scheduler shed its superseded partials
-    backlog: bool = False  # set by the scheduler: a final taken while other finals still wait
+    backlog: bool = False  # set by the scheduler: a final taken while other sessions' finals wait
 
 
 class FileJob(Protocol):

@@ -20,7 +20,7 @@ rejected_sessions = counter(SERVICE, "rejected_sessions_total", "sessions refuse
 audio_seconds = counter(SERVICE, "audio_seconds_total", "audio received, in seconds", labels=("source",))
 finals = counter(SERVICE, "finals_total", "finals sent", labels=("reason",))
 backlog_finals = counter(
-    SERVICE, "backlog_finals_total", "finals decoded in the shorter backlog window (other finals were waiting)"
+    SERVICE, "backlog_finals_total", "finals decoded in the shorter backlog window (other sessions' finals waited)"
 )
 partials_dropped = counter(SERVICE, "partials_dropped_total", "partials skipped because the engine was busy")
 errors = counter(SERVICE, "errors_total", "error events and error responses", labels=("code",))

@@ -160,10 +160,7 @@ class Scheduler:
                     live.remove(job)
         for job in batch:
             self.waiting[job.request.kind] -= 1
-        owners = {job.request.owner for job in batch}
-        if first.request.kind == Kind.FINAL and any(
-            j.request.kind == Kind.FINAL and j.request.owner not in owners for j in live
-        ):
+        if first.request.kind == Kind.FINAL and finals_of - {job.request.owner for job in batch}:
             for job in batch:
                 job.request = replace(job.request, backlog=True)
             self.backlogged += len(batch)

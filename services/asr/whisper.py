@@ -157,10 +157,8 @@ class WhisperEngine:
         """Padding past the audio for a short-window decode; None = Whisper's 30 s window."""
         if request.kind == Kind.PARTIAL:
             return self.config.partial_window_pad_s
-        if request.kind == Kind.FINAL and request.backlog:
-            return self.config.backlog_final_window_pad_s
         if request.kind == Kind.FINAL:
-            return self.config.final_window_pad_s
+            return self.config.backlog_final_window_pad_s if request.backlog else self.config.final_window_pad_s
         return None
 
     # ------------------------------------------------------------ one request
