@@ -29,6 +29,8 @@ import numpy as np
 
 from bench.report import Report, median, pct
 from clients.voice import AgentStream
+from services.asr import config as asr_config
+from services.asr.transcriber import resolved
 from services.common.protocol.agent import FrameType
 from tests.helpers.fake_claude import FakeClaude
 from tests.helpers.procs import ServiceProcess
@@ -41,7 +43,9 @@ TTS_ENGINES = ("espeak", "piper")
 FRAME_MS = 20
 LEAD_S = 0.3
 STOP_SECS = 0.2  # the ASR default turn_detection.stop_secs
-ASR_THREADS = 2  # the ASR default on a 2-core machine (min(4, cores)); stated so runs compare
+# pipecat's Whisper threads (bench/pipecat_agent.py): its one model gets the machine's cores, up to 4;
+# our ASR runs with its own defaults (ASR_WORKERS / ASR_CPU_THREADS auto: 2 workers × 1 thread on 2 cores)
+ASR_THREADS = min(4, os.cpu_count() or 1)
 QUESTION = "What is the weather like today?"  # no comma: Piper pauses at one, and vad would split the turn
 REPLY = "Sure. The weather today is sunny with a light breeze. Anything else?"
 STAGE_PAIRS = [
@@ -249,7 +253,7 @@ def measure_all(engines: tuple[str, ...], asr_env: dict[str, str] | None = None)
             f"bench-agent-{engine}",
             claude,
             orchestrator_env={"LLM_MAX_RETRIES": "0"},
-            asr_env={"ASR_CPU_THREADS": str(ASR_THREADS), **(asr_env or {})},
+            asr_env={"ASR_CPU_THREADS": "0", **(asr_env or {})},  # the default (auto), not the tests' 1
             tts_env={"TTS_ENGINE": engine},
         ) as stack:
             warm = next(iter(configs.values()))[0]
@@ -263,12 +267,14 @@ def run(report: Report, engines: tuple[str, ...] = TTS_ENGINES) -> None:
     measured = measure_all(engines)
 
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    auto = resolved(asr_config.load({}))
     report.section(
         "Agent: end of user speech → first agent audio",
         f"{TURNS} turns per configuration in one session each. A client plays a microphone: the question "
         f'"{QUESTION}" (Piper en_US-joe-medium, or espeak-ng in the hard-case column), then '
         f"silence, in {FRAME_MS} ms frames at real-time pace, nonstop. ASR: Whisper tiny.en with "
-        f"ASR_TEMPERATURES=0.0 (one decode, no fallback), ASR_CPU_THREADS={ASR_THREADS}, real Smart Turn v3.2 + "
+        f"ASR_TEMPERATURES=0.0 (one decode, no fallback), ASR_WORKERS and ASR_CPU_THREADS at their defaults "
+        f"(auto: {auto.workers} × {auto.cpu_threads} threads here), real Smart Turn v3.2 + "
         f"Silero VAD. TTS: {' and '.join(engines)} engines (one stack each). "
         f"LLM: fake Claude with a fixed {TTFT_S * 1000:.0f} ms time to first token, through the real anthropic "
         "SDK. Milliseconds, medians and p95 over turns; model times are means from the services' /metrics. "

@@ -23,8 +23,7 @@ from bench import asr_live, asr_wer
 from bench.report import Report, median, pct
 from services.asr import config as asr_config
 from services.asr.features import smart_turn_features
-from services.asr.transcriber import Request, Transcriber
-from services.asr.transcriber import batch_size as resolved_batch_size
+from services.asr.transcriber import Request, Transcriber, resolved
 from services.asr.turn import SmartTurn
 from services.asr.vad import FRAME_SAMPLES, SileroVAD
 from services.common.audio import encode
@@ -220,13 +219,15 @@ def run(report: Report) -> None:
     overhead = median(service_part) - median(raw)
 
     load = os.getloadavg()
+    auto = resolved(config)
     report.section(
         "ASR",
         f"Model `{config.model_name}` (Whisper tiny.en, real weights, CTranslate2) on "
         f"{'CUDA' if config.device == 'cuda' else 'CPU'} (`ASR_DEVICE={config.device}`, compute type auto → "
-        f"int8 on CPU), `ASR_CPU_THREADS={config.cpu_threads}`, beam size {BEAM_SIZE}, temperature schedule "
-        f"`ASR_TEMPERATURES={TEMPERATURES}` (no fallback), `ASR_WORKERS={config.workers}`, "
-        f"`ASR_BATCH_SIZE={config.batch_size}` (auto → {resolved_batch_size(config)} here), word timestamps on, "
+        f"int8 on CPU), `ASR_CPU_THREADS={config.cpu_threads}` (auto → {auto.cpu_threads} here), beam size "
+        f"{BEAM_SIZE}, temperature schedule `ASR_TEMPERATURES={TEMPERATURES}` (no fallback), "
+        f"`ASR_WORKERS={config.workers}` (auto → {auto.workers}), "
+        f"`ASR_BATCH_SIZE={config.batch_size}` (auto → {auto.batch_size}), word timestamps on, "
         "decode capped at "
         f"{config.tokens_per_second:g} tokens/s of audio + 16. Smart Turn v3.2 CPU ONNX "
         f"({config.turn_threads} threads), Silero VAD v6. Speech: espeak-ng, {len(UTTERANCES)} sentences "

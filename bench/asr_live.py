@@ -52,7 +52,9 @@ MODEL = "models/whisper-tiny.en"
 # "transcript" end is not one: ASR_QUESTION_COMPLETE_SECS ends a question that way at the first
 # check (reports from before that change counted every "transcript" end as late)
 WAITED = frozenset({"end", "silence_timeout", "max_duration", "flush"})
-ONE_STREAM = 48  # utterances of the single-stream level: the 40 sentences and 8 paused ones
+# the single-stream level streams every utterance of the set once (40 sentences, 16 paused ones),
+# the same clips REST is scored on, so "stream WER − REST WER" is on the same audio (until
+# 2026-12-01 it streamed the first 48 only, against REST on all 56)
 
 
 @dataclass
@@ -278,7 +280,7 @@ def run_live(
         if rest:
             out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
         for level in levels:
-            n = min(ONE_STREAM, len(utterances)) if level == 1 else per_stream
+            n = len(utterances) if level == 1 else per_stream
             cpu0 = cpu_seconds(service.proc.pid)
             stats = asyncio.run(run_level(service.ws_url, level, utterances, n, config))
             cpu = cpu_seconds(service.proc.pid) - cpu0
@@ -333,8 +335,9 @@ def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
         f"`{MODEL}` (real Whisper tiny.en, int8 on CPU), ASR_TEMPERATURES=0.0, the project's speech set "
         "(tests/helpers/corpus.py: 40 Piper and espeak sentences + 16 with a pause inside), streamed at "
         f"real-time pace in {CHUNK_S * 1000:.0f} ms frames, {LEAD_S} s of silence before and {PAUSE_S} s after "
-        "each utterance; smart_turn, stop_secs 0.2. One stream: 48 utterances; N streams: 8 each, starts "
-        "staggered over 1.5 s. Latency = last voiced frame sent → its final received. *late* = complete "
+        "each utterance; smart_turn, stop_secs 0.2. One stream: all 56 utterances (REST is scored on the same "
+        "clips); N streams: 8 each, starts staggered over 1.5 s. Latency = last voiced frame sent → its final "
+        "received. *late* = complete "
         "sentences whose final came only with the next utterance, `end` or max_silence_secs (merges and waits); "
         "*splits* = utterances answered by more than one final; *merges* = finals covering two utterances; "
         "WER over all finals of each stream; CPU = the service process's CPU seconds per second of audio. "

@@ -40,6 +40,7 @@ def transcribe_batch(
     temperature: float,
     max_new_tokens: int,
     window_frames: int | None = None,
+    prefixes: list[str | None] | None = None,
 ) -> list[dict]:
     """→ per clip: {"language", "language_probability", "segments": [dict(start, end, text, tokens,
     avg_logprob, no_speech_prob, compression_ratio, words?)]} with times relative to the clip."""
@@ -66,7 +67,13 @@ def transcribe_batch(
             resolved.append(("en", 1.0))
 
     tokenizers = [Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language=lang) for lang, _ in resolved]
-    prompts = [model.get_prompt(tok, previous_tokens=[], without_timestamps=False) for tok in tokenizers]
+    # a prefix (words already written for the clip's first seconds, services/asr/context.py) is
+    # decoded without timestamps: the text after it has no segment start of its own
+    prefixes = prefixes or [None] * len(clips)
+    prompts = [
+        model.get_prompt(tok, previous_tokens=[], without_timestamps=bool(prefix), prefix=prefix or None)
+        for tok, prefix in zip(tokenizers, prefixes, strict=True)
+    ]
     max_length = min(model.max_length, max(len(p) for p in prompts) + max_new_tokens)
     results = model.model.generate(
         encoder_output,
@@ -86,10 +93,15 @@ def transcribe_batch(
 
     segmented: list[list[dict]] = []
     segment_sizes: list[int] = []
-    for clip, tok, result in zip(clips, tokenizers, results, strict=True):
+    for clip, tok, prompt, result in zip(clips, tokenizers, prompts, results, strict=True):
         duration = len(clip) / SAMPLE_RATE
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        # CTranslate2 returns a prompt's text tokens after <|startoftranscript|> (a prefix) with the
+        # generated ones: the prefix is not this clip's text
+        given = [t for t in prompt[len(tok.sot_sequence) :] if t < tok.eot]
+        if given and tokens[: len(given)] == given:
+            tokens = tokens[len(given) :]
         segment_size = min(frames, int(math.ceil(duration) * model.frames_per_second))
         segment_sizes.append(segment_size)
         subsegments, _, _ = model._split_segments_by_timestamps(
@@ -115,18 +127,21 @@ def transcribe_batch(
                 for sub in subsegments
             ]
         )
-    if word_timestamps and any(segmented):
+    if word_timestamps:
+        # a prefix is aligned as a segment of its own, so its words are not counted as the clip's
+        leads = [prefix_segment(tok, prompt) for tok, prompt in zip(tokenizers, prompts, strict=True)]
+        aligned = [([lead] if lead else []) + segs for lead, segs in zip(leads, segmented, strict=True)]
         # faster-whisper aligns a batch of non-empty clips; an empty one would break its bookkeeping
-        keep = [i for i, segs in enumerate(segmented) if segs]
-        if len(keep) == len(segmented):
+        keep = [i for i, segs in enumerate(aligned) if segs]
+        if len(keep) == len(aligned):
             model.add_word_timestamps(
-                segmented, tokenizers[0], encoder_output, segment_sizes, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0
+                aligned, tokenizers[0], encoder_output, segment_sizes, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0
             )
         else:
             for i in keep:  # rare: align the non-empty ones one by one
                 single = model.encode(features[i : i + 1])
                 model.add_word_timestamps(
-                    [segmented[i]],
+                    [aligned[i]],
                     tokenizers[i],
                     single,
                     [segment_sizes[i]],
@@ -138,3 +153,11 @@ def transcribe_batch(
         {"language": lang, "language_probability": prob, "segments": segs}
         for (lang, prob), segs in zip(resolved, segmented, strict=True)
     ]
+
+
+def prefix_segment(tokenizer, prompt: list[int]) -> dict | None:
+    """The prefix of a prompt (the tokens after `<|notimestamps|>`) as a segment to align, or None."""
+    start = len(tokenizer.sot_sequence)
+    if len(prompt) <= start or prompt[start] != tokenizer.no_timestamps or len(prompt) == start + 1:
+        return None
+    return dict(tokens=prompt[start + 1 :], start=0.0, end=0.0, seek=0, text="")

@@ -69,6 +69,7 @@ class ASRConfig:
     continuation_wait_s: float = 2.0
     text_complete_s: float = 1.5
     question_complete_s: float = 0.2
+    context_gap_s: float = 1.0
     # Wyoming (Home Assistant) TCP server inside the ASR process; Wyoming has no auth (docs/asr.md)
     wyoming_port: int = 0
     wyoming_host: str = "127.0.0.1"
@@ -115,12 +116,18 @@ class ASRConfig:
             ),
             cpu_threads=env.int(
                 "ASR_CPU_THREADS",
-                min(4, os.cpu_count() or 1),
-                "CTranslate2 threads per worker (default: min(4, CPU cores))",
-                min=1,
+                0,
+                "CTranslate2 threads per worker (0 = auto: on CPU the cores shared by the workers, 1 to 4 each; "
+                "on CUDA min(4, cores))",
+                min=0,
             ),
             workers=env.int(
-                "ASR_WORKERS", 1, "transcriptions run in parallel (CTranslate2 num_workers)", min=1, max=16
+                "ASR_WORKERS",
+                0,
+                "transcriptions run in parallel (CTranslate2 num_workers; 0 = auto: 2 on CPU, so a final can start "
+                "while another call runs, 1 on CUDA)",
+                min=0,
+                max=16,
             ),
             batch_size=env.int(
                 "ASR_BATCH_SIZE",
@@ -233,6 +240,14 @@ class ASRConfig:
                 "from this silence a transcript ending in '?' ends the turn though Smart Turn is unsure "
                 "(at most stop_secs: at the first check; 0 = off)",
                 min=0.0,
+            ),
+            context_gap_s=env.float(
+                "ASR_CONTEXT_GAP_SECS",
+                1.0,
+                "a turn starting within this silence after the previous one is decoded with that turn's audio and "
+                "final text before it, as one sentence (0 = off)",
+                min=0.0,
+                max=10.0,
             ),
             wyoming_port=env.int(
                 "ASR_WYOMING_PORT", 0, "Wyoming ASR server port (Home Assistant; 0 = off, e.g. 10300)", min=0, max=65535

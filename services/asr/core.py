@@ -55,6 +55,7 @@ from services.common.server import SessionRegistry
 
 from . import metrics
 from .config import ASRConfig
+from .context import PreviousTurn
 from .endpointing import Endpointer, endpointing
 from .engines import Engines, Kind
 from .intake import Intake
@@ -190,7 +191,7 @@ class SessionCore:
         # the turn buffer is the session's audio: a turn reaching MAX_BUFFERED_AUDIO_SECS is finalized
         max_turn = Budget.from_config(self.config.common).turn_cap(self.config.max_turn_s, self.pre_speech_pad_s)
         self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, max_turn, endpointing(self.config))
-        self.endpointer = Endpointer(self.engines, self.turns, lambda audio: self._task(self._transcribe_final(audio)))
+        self.endpointer = Endpointer(self.engines, self.turns, self._speculate_final)
         self.clock = 0  # 16 kHz samples through the VAD: the stream's sample clock
         self._reset_audio()
         self.turn_id = 0
@@ -203,6 +204,7 @@ class SessionCore:
         self.turn_open = False
         self.partial_mark = self.clock
         self.partial_busy = False
+        self.previous: PreviousTurn | None = None  # the last turn, for the next one's context (context.py)
 
     def effective_config(self) -> dict[str, Any]:
         data = self.stream.to_dict()
@@ -503,15 +505,29 @@ class SessionCore:
         self.finalized_at = self.clock
         transcript = self.endpointer.take(action)
         if transcript is None:
-            transcript = self._task(self._transcribe_final(audio))
+            transcript = self._task(self._transcribe_final(audio, offset, self._context(action.turn_start or 0.0)))
+        self.previous = PreviousTurn.keep(audio, offset, action.speech_end, transcript)
         task = asyncio.create_task(self._final(transcript, offset, len(audio), action))
         self.pending_finals.append(task)
         start = action.turn_start or 0.0
         self._emit(TurnCommitted(self.turn_id, start, max(start, action.timestamp), action.reason or EndReason.FLUSH))
         self.outbox.put_nowait((task, time.perf_counter()))
 
-    async def _transcribe_final(self, audio: np.ndarray) -> Transcript:
+    def _speculate_final(self, audio: np.ndarray) -> asyncio.Task:
+        """The Endpointer's early final of the open turn (its audio starts where the ring says)."""
+        turn_start = self.turns.turn_start or 0.0
+        return self._task(self._transcribe_final(audio, self.ring.turn_offset(turn_start), self._context(turn_start)))
+
+    def _context(self, turn_start: float) -> PreviousTurn | None:
+        """The previous turn, when the turn starting at `turn_start` is decoded after it (context.py)."""
+        previous = self.previous
+        if previous is None or self.prompt:
+            return None
+        return previous if previous.follows(turn_start, self.config.context_gap_s) else None
+
+    async def _transcribe_final(self, audio: np.ndarray, offset: float, previous: PreviousTurn | None) -> Transcript:
         stream = self.stream
+        context, prefix = await previous.context(offset) if previous is not None else (None, None)
         request = Request(
             audio,
             Kind.FINAL,
@@ -519,6 +535,8 @@ class SessionCore:
             word_timestamps=stream.word_timestamps,
             prompt=self.prompt,
             owner=self.id,
+            context=context,
+            prefix=prefix,
         )
         return await self.engines.transcriber.transcribe(request)
 

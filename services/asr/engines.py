@@ -54,6 +54,10 @@ class Request:
     temperatures: tuple[float, ...] | None = None
     owner: str | None = None  # the session asking: lets the scheduler shed its superseded partials
     backlog: bool = False  # set by the scheduler: a final taken while other sessions' finals wait
+    # the audio just before `audio`, already transcribed as `prefix` (the previous turn of a stream):
+    # decoded together, the words after the prefix are this request's (services/asr/context.py)
+    context: np.ndarray | None = None
+    prefix: str | None = None
 
 
 class FileJob(Protocol):

@@ -22,6 +22,12 @@ finals = counter(SERVICE, "finals_total", "finals sent", labels=("reason",))
 backlog_finals = counter(
     SERVICE, "backlog_finals_total", "finals decoded in the shorter backlog window (other sessions' finals waited)"
 )
+context_decodes = counter(
+    SERVICE,
+    "context_decodes_total",
+    "final transcriptions decoded after the stream's previous turn (context.py): kept, or redone alone",
+    labels=("outcome",),
+)
 partials_dropped = counter(SERVICE, "partials_dropped_total", "partials skipped because the engine was busy")
 errors = counter(SERVICE, "errors_total", "error events and error responses", labels=("code",))
 speculative = counter(

@@ -42,10 +42,17 @@ class AudioRing:
 
     def turn_audio(self, turn_start: float) -> tuple[np.ndarray, float]:
         """Audio from the pre-speech pad before `turn_start` (stream seconds) to now, and its start time."""
-        want = max(0, self.floor, int(round((turn_start - self.pad_s) * SAMPLE_RATE)))
-        first = max(want, self.start)
+        first = self._first(turn_start)
         audio = np.concatenate(self.frames) if self.frames else np.zeros(0, dtype=np.float32)
         return audio[first - self.start :], first / SAMPLE_RATE
+
+    def turn_offset(self, turn_start: float) -> float:
+        """Where `turn_audio(turn_start)` starts (stream seconds), without copying the audio."""
+        return self._first(turn_start) / SAMPLE_RATE
+
+    def _first(self, turn_start: float) -> int:
+        want = max(0, self.floor, int(round((turn_start - self.pad_s) * SAMPLE_RATE)))
+        return max(want, self.start)
 
     def finalized(self, speech_end: float | None) -> None:
         """A turn ended: its audio may go, the pad of the next one stays reachable."""

@@ -7,6 +7,9 @@ the raw engine time. The names below stay importable from here for existing call
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 from services.common.breaker import EngineGuard
 
 from .config import ASRConfig
@@ -32,6 +35,8 @@ __all__ = [
 
 
 AUTO_BATCH_CUDA = 8
+AUTO_WORKERS_CPU = 2
+MAX_AUTO_THREADS = 4
 
 
 def batch_size(config: ASRConfig) -> int:
@@ -44,12 +49,32 @@ def batch_size(config: ASRConfig) -> int:
     return AUTO_BATCH_CUDA if device == "cuda" else 1
 
 
+def resolved(config: ASRConfig, cores: int | None = None) -> ASRConfig:
+    """The config with its auto (0) engine settings decided for this machine.
+
+    On CPU two workers, each with its share of the cores (1 to 4 threads): with one worker a
+    final that arrives while a partial or another session's final runs waits for it whole (a
+    CTranslate2 call cannot be interrupted), and on two cores two 1-thread calls side by side got
+    through more than one 2-thread call at a time: live, 1 / 4 / 8 / 16 streams p50 432 / 741 /
+    940 / 1984 ms with 1 × 2 threads, 418 / 566 / 861 / 1086 ms with 2 × 1 (docs/asr.md). On CUDA
+    one worker batching finals (the GPU runs one call at a time anyway)."""
+    cores = cores or os.cpu_count() or 1
+    device, _ = pick_device(config.device, config.compute_type)
+    cpu = device != "cuda"
+    workers = config.workers or (min(AUTO_WORKERS_CPU, cores) if cpu else 1)
+    threads = config.cpu_threads or (
+        max(1, min(MAX_AUTO_THREADS, cores // workers)) if cpu else min(MAX_AUTO_THREADS, cores)
+    )
+    return replace(config, workers=workers, cpu_threads=threads, batch_size=batch_size(config))
+
+
 class Transcriber(Scheduler):
     def __init__(self, config: ASRConfig) -> None:
+        config = resolved(config)
         super().__init__(
             WhisperEngine(config),
             workers=config.workers,
-            batch_size=batch_size(config),
+            batch_size=config.batch_size,
             max_pending_partials=config.max_pending_partials,
             partial_max_wait_s=config.partial_max_wait_s,
             guard=EngineGuard.from_config("ASR", config.common),

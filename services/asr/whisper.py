@@ -25,7 +25,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from services.common import logs
 
+from . import metrics
 from .batching import FULL_WINDOW_FRAMES, MAX_CLIP_S, transcribe_batch
 from .config import ASRConfig
 from .engines import Kind, Request
@@ -92,6 +93,14 @@ def repeats(text: str, n: int = 2, times: int = 3) -> bool:
     return any(a == b and len(a.split()) >= 3 for a, b in zip(sentences, sentences[1:], strict=False))
 
 
+def clip(request: Request) -> np.ndarray:
+    """The audio a request decodes: its context (services/asr/context.py), then its own audio."""
+    audio = np.asarray(request.audio, dtype=np.float32)
+    if request.prefix and request.context is not None and len(request.context):
+        return np.concatenate([np.asarray(request.context, dtype=np.float32), audio])
+    return audio
+
+
 @dataclass
 class FileDecode:
     """A REST file being decoded: faster-whisper's lazy segment generator, consumed in slices."""
@@ -143,8 +152,13 @@ class WhisperEngine:
         return self.model is not None
 
     # ------------------------------------------------------------ what may share a call
+    def short_window(self, request: Request) -> bool:
+        """Can this request decode through `run_batch` (a stream turn of at most 30 s, no prompt)?"""
+        return request.kind != Kind.FILE and not request.prompt and len(clip(request)) <= MAX_CLIP_S * SAMPLE_RATE
+
     def can_batch(self, request: Request) -> bool:
-        return request.kind != Kind.FILE and not request.prompt and len(request.audio) <= MAX_CLIP_S * SAMPLE_RATE
+        # CTranslate2 wants one prompt length per batch: a prefixed request runs in a batch of its own
+        return self.short_window(request) and not request.prefix
 
     def batch_key(self, request: Request) -> tuple:
         return (request.kind, request.language, self.temperatures(request)[0])
@@ -164,11 +178,16 @@ class WhisperEngine:
     # ------------------------------------------------------------ one request
     def run(self, request: Request) -> Transcript:
         """Blocking; also what the benchmark times as the raw engine."""
-        duration = len(request.audio) / SAMPLE_RATE
-        if self.can_batch(request) and window_frames(duration, self.pad_s(request), self.config.min_window_s):
+        duration = len(clip(request)) / SAMPLE_RATE
+        if self.short_window(request) and window_frames(duration, self.pad_s(request), self.config.min_window_s):
             (result,) = self.run_batch([request])
             if request.kind == Kind.PARTIAL or self.trusted(result):
+                if request.prefix:
+                    metrics.context_decodes.labels("kept").inc()
                 return result
+        if request.prefix:  # the context did not help: the turn alone, as without it
+            metrics.context_decodes.labels("redone_alone").inc()
+            return self.run(replace(request, context=None, prefix=None))
         segments, info, duration = self._start(request)
         return self.transcript(list(segments), info, duration)
 
@@ -231,7 +250,7 @@ class WhisperEngine:
     def run_batch(self, requests: list[Request]) -> list[Transcript]:
         """Blocking: stream requests in one batched model call (see batching.py), in the short
         window the longest of them needs."""
-        clips = [np.asarray(r.audio, dtype=np.float32) for r in requests]
+        clips = [clip(r) for r in requests]
         longest = max(len(c) for c in clips) / SAMPLE_RATE
         pads = [self.pad_s(r) for r in requests]
         pad = None if any(p is None for p in pads) else max(p for p in pads if p is not None)
@@ -244,16 +263,23 @@ class WhisperEngine:
             temperature=self.temperatures(requests[0])[0],
             max_new_tokens=decode_cap(longest, self.config.tokens_per_second),
             window_frames=window_frames(longest, pad, self.config.min_window_s),
+            prefixes=[r.prefix for r in requests],
         )
         transcripts = []
-        for request, clip, output in zip(requests, clips, outputs, strict=True):
-            duration = len(clip) / SAMPLE_RATE
+        for request, output in zip(requests, outputs, strict=True):
+            duration = len(request.audio) / SAMPLE_RATE
+            lead = len(request.context) / SAMPLE_RATE if request.prefix and request.context is not None else 0.0
             keep_words = request.word_timestamps and request.kind != Kind.PARTIAL
             temperature = self.temperatures(request)[0]
             segments = []
             for i, seg in enumerate(output["segments"]):
-                words = [SimpleNamespace(**w) for w in seg.get("words", [])] if keep_words else []
+                words = (
+                    [SimpleNamespace(**{**w, "start": w["start"] - lead, "end": w["end"] - lead}) for w in seg["words"]]
+                    if keep_words and seg.get("words")
+                    else []
+                )
                 fields = {**seg, "words": words, "temperature": temperature}
+                fields["start"], fields["end"] = seg["start"] - lead, seg["end"] - lead  # times in `audio`
                 segments.append(clamped_segment(i, SimpleNamespace(**fields), duration))
             transcripts.append(
                 Transcript(

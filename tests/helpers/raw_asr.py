@@ -15,10 +15,13 @@ def as_sent(audio: np.ndarray) -> np.ndarray:
 
 
 def load(config: ASRConfig):
-    """`WhisperModel` with the service's model, threads and compute type (int8 on CPU)."""
+    """`WhisperModel` with the service's model, threads per worker and compute type (int8 on CPU)."""
     from faster_whisper import WhisperModel
 
-    return WhisperModel(config.model, device="cpu", compute_type="int8", cpu_threads=config.cpu_threads)
+    from services.asr.transcriber import resolved
+
+    threads = resolved(config).cpu_threads
+    return WhisperModel(config.model, device="cpu", compute_type="int8", cpu_threads=threads)
 
 
 def text(model, audio: np.ndarray, config: ASRConfig) -> str:
