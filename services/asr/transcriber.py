@@ -55,9 +55,9 @@ def resolved(config: ASRConfig, cores: int | None = None) -> ASRConfig:
     On CPU two workers, each with its share of the cores (1 to 4 threads): with one worker a
     final that arrives while a partial or another session's final runs waits for it whole (a
     CTranslate2 call cannot be interrupted), and on two cores two 1-thread calls side by side got
-    through more than one 2-thread call at a time: live, 1 / 4 / 8 / 16 streams p50 432 / 741 /
-    940 / 1984 ms with 1 × 2 threads, 418 / 566 / 861 / 1086 ms with 2 × 1 (docs/asr.md). On CUDA
-    one worker batching finals (the GPU runs one call at a time anyway)."""
+    through more than one 2-thread call at a time: live p50 at 4 / 8 / 16 streams 405 / 747 / 989
+    ms with 1 × 2 threads, 407 / 688 / 821 ms with 2 × 1 (medians of 3 alternated runs,
+    docs/asr.md "Engine and concurrency"). On CUDA one worker that batches finals instead."""
     cores = cores or os.cpu_count() or 1
     device, _ = pick_device(config.device, config.compute_type)
     cpu = device != "cuda"
