@@ -479,7 +479,8 @@ class SessionCore:
         # guess decodes the same window as the final it stands in for
         turn = self._turn_audio(self.turns.turn_start or 0.0)[0]
         missing = int(round(max(0.0, self.stream.turn_detection.stop_secs - silence) * SAMPLE_RATE))
-        self.endpointer.speculate(np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn)
+        padded = np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn
+        self.endpointer.speculate(padded, heard=len(turn))
 
     async def _check_turn(self) -> None:
         """Smart Turn (and the transcript) on the turn so far, with the final's transcription
@@ -503,7 +504,7 @@ class SessionCore:
         self.turn_open = False
         self.turn_id_finalized = self.turn_id
         self.finalized_at = self.clock
-        transcript = self.endpointer.take(action)
+        transcript = self.endpointer.take(action, audio)
         if transcript is None:
             transcript = self._task(self._transcribe_final(audio, offset, self._context(action.turn_start or 0.0)))
         self.previous = PreviousTurn.keep(audio, offset, action.speech_end, transcript)

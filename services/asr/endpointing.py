@@ -43,6 +43,32 @@ def endpointing(config: ASRConfig) -> Endpointing:
     )
 
 
+TAIL_FRAME = 160  # 10 ms
+TAIL_LEVEL = 0.005  # -46 dB below the turn's speech level ...
+NOISE_MARGIN = 3.0  # ... and ~10 dB above its noise floor: the least a sound after the guess must be
+
+
+def audible_after(audio: np.ndarray, heard: int) -> bool:
+    """Is there sound in `audio` after its first `heard` samples? Silero calls the quiet end of a
+    word (the "ft" of "left", a stop's release) silence a frame or two before it ends, so a final
+    guessed that early can miss it ("before he left" → "before he loo"; that tail measured -34 dB
+    below the sentence). Sound = a 10 ms frame after `heard` louder than both TAIL_LEVEL × the
+    turn's speech level (its 95th-percentile frame) and NOISE_MARGIN × its noise floor (its
+    10th-percentile frame: the pad and the gaps between words), so a room's steady noise after
+    the speech does not count, the tail of a word does."""
+    if len(audio) - heard < TAIL_FRAME or heard < TAIL_FRAME:
+        return False
+    levels = frame_levels(audio)
+    split = heard // TAIL_FRAME
+    speech, floor = (float(x) for x in np.percentile(levels[:split], (95, 10)))
+    return bool(speech > 0 and levels[split:].max() > max(TAIL_LEVEL * speech, NOISE_MARGIN * floor))
+
+
+def frame_levels(audio: np.ndarray) -> np.ndarray:
+    frames = audio[: len(audio) // TAIL_FRAME * TAIL_FRAME].reshape(-1, TAIL_FRAME)
+    return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+
+
 class Endpointer:
     def __init__(
         self,
@@ -55,15 +81,18 @@ class Endpointer:
         self.start_final = start_final  # the session's final transcription of `audio`, as a task
         self._task: asyncio.Task | None = None
         self._key: tuple | None = None
+        self._heard = 0  # samples of real audio the speculative transcription holds (the rest: zeros)
 
     def _pause(self) -> tuple:
         return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
 
-    def speculate(self, audio: np.ndarray) -> asyncio.Task:
-        """The final's transcription of the speech so far: the one under way, or a new one."""
+    def speculate(self, audio: np.ndarray, heard: int | None = None) -> asyncio.Task:
+        """The final's transcription of the speech so far: the one under way, or a new one. `heard`:
+        how many samples of `audio` are real (the core pads an early guess with digital silence)."""
         if not self.current():
             self.drop()
             self._task, self._key = self.start_final(audio), self._pause()
+            self._heard = len(audio) if heard is None else heard
             metrics.speculative.labels("started").inc()
         assert self._task is not None
         return self._task
@@ -101,15 +130,21 @@ class Endpointer:
             self.drop()
             raise
 
-    def take(self, action: Action) -> asyncio.Task | None:
-        """The speculative transcription for the turn `action` finalizes, when it covers the same speech."""
+    def take(self, action: Action, audio: np.ndarray) -> asyncio.Task | None:
+        """The speculative transcription for the turn `action` finalizes (whose audio is `audio`),
+        when it covers the same speech and nothing but silence came after what it heard."""
         task, key = self._task, self._key
         self._task, self._key = None, None
         if task is None:
             return None
         if key == (action.turn_start, action.speech_end) and not task.cancelled():
-            metrics.speculative.labels("used").inc()
-            return task
+            if not audible_after(audio, self._heard):
+                metrics.speculative.labels("used").inc()
+                return task
+            metrics.speculative.labels("redone").inc()  # the guess missed a word's quiet tail
+            if not task.done():
+                task.cancel()
+            return None
         self._cancel(task)
         return None
 

@@ -33,6 +33,7 @@ errors = counter(SERVICE, "errors_total", "error events and error responses", la
 speculative = counter(
     SERVICE,
     "speculative_finals_total",
-    "final transcriptions started before the turn ended: started, used as the final, dropped (speech resumed)",
+    "final transcriptions started before the turn ended: started, used as the final, dropped (speech resumed), "
+    "redone (a word's quiet tail came after what it heard)",
     labels=("outcome",),
 )

@@ -24,7 +24,9 @@ import logging
 import math
 import os
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -47,6 +49,7 @@ log = logging.getLogger("voice.asr.whisper")
 # (docs/reliability.md, "ASR memory"). Set before the first inference; an operator's value wins.
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 ONEDNN_CACHE_DEFAULT = "0"
+WARM_CLIP_S = 2.0
 MAX_NEW_TOKENS = 220  # leaves room for a 224-token prompt inside Whisper's 448
 FRAMES_PER_SECOND = 100
 # Whisper's own fallback triggers (faster-whisper defaults): a short-window final that trips one
@@ -145,7 +148,24 @@ class WhisperEngine:
             cpu_threads=self.config.cpu_threads,
             num_workers=self.config.workers,
         )
+        self._warm()
         logs.event(log, "model loaded", model=self.config.model, device=self.device, compute_type=self.compute_type)
+
+    def _warm(self) -> None:
+        """One short final (word timestamps too) on every worker at once, before /ready: each
+        CTranslate2 replica allocates its buffers on its first call, so that happens here, not on
+        the first user's final or in the middle of a soak's measured phase (with two workers the
+        second one's first call came late there: +2 MiB read as growth; docs/reliability.md)."""
+        workers = max(1, self.config.workers)
+        audio = np.random.default_rng(0).normal(0.0, 0.05, int(WARM_CLIP_S * SAMPLE_RATE)).astype(np.float32)
+        barrier = threading.Barrier(workers)
+
+        def one(_: int) -> None:
+            barrier.wait(timeout=60)
+            self.run_batch([Request(audio, Kind.FINAL, word_timestamps=True)])
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="asr-warm") as pool:
+            list(pool.map(one, range(workers)))
 
     @property
     def loaded(self) -> bool:

@@ -163,6 +163,24 @@ async def test_an_idle_engine_starts_the_final_before_the_turn_ends_and_the_fina
     assert engines.transcriber.order.count("final") - runs_before == 1
 
 
+def test_a_guess_that_missed_a_words_quiet_tail_is_not_the_final():
+    """What decides whether an early guess may stand as the final: sound after what it heard."""
+    from services.asr.endpointing import audible_after
+
+    rng = np.random.default_rng(0)
+    speech = concat(silence(0.3), 0.3 * rng.standard_normal(16000).astype(np.float32))
+    heard = len(speech)
+    assert not audible_after(concat(speech, silence(0.2)), heard)  # digital silence after it
+    tail = 0.3 * 0.02 * rng.standard_normal(800).astype(np.float32)  # a fricative 34 dB down ("left")
+    assert audible_after(concat(speech, tail, silence(0.15)), heard)
+    # a room's steady noise (-40 dB, everywhere) is not a sound after the speech; the same tail over it is
+    noisy = speech + 0.3 * 0.01 * rng.standard_normal(len(speech)).astype(np.float32)
+    floor = 0.3 * 0.01 * rng.standard_normal(3200).astype(np.float32)
+    assert not audible_after(concat(noisy, floor), heard)
+    assert audible_after(concat(noisy, floor[:800] + 5 * tail, floor[800:]), heard)
+    assert not audible_after(speech, heard)  # nothing after it
+
+
 async def test_a_guess_made_in_a_short_pause_is_dropped_and_the_final_has_both_halves(engines):
     """A 0.3 s pause inside the turn (stop_secs 0.8): a guess starts in it, speech resumes, the
     guess is dropped and the final covers the words on both sides of the pause."""

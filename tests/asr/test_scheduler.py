@@ -18,7 +18,9 @@ from tests.helpers.speech import concat, silence
 
 @pytest.fixture(scope="module")
 def transcriber(models_dir, espeak):
-    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_BATCH_SIZE": "1"})
+    # one worker: what waits behind what is the scheduler's order (the CPU default has two workers,
+    # tested below)
+    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_BATCH_SIZE": "1", "ASR_WORKERS": "1"})
     engine = Transcriber(config)
     engine.load()
     return engine
@@ -128,3 +130,22 @@ async def test_a_final_taken_while_others_wait_is_decoded_in_the_backlog_window(
     assert transcriber.backlogged - before == 2
     for result in results:
         assert "how" in result.text.lower(), result.text
+
+
+async def test_with_two_workers_a_final_runs_while_a_partial_holds_the_other(models_dir, espeak):
+    """The CPU default (ASR_WORKERS auto = 2): a final does not wait for a running partial."""
+    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_DEVICE": "cpu", "ASR_BATCH_SIZE": "1"})
+    two = Transcriber(config)
+    assert two.workers == 2  # auto on CPU
+    two.load()
+    try:
+        busy, _ = await hold_the_worker(two)
+        final = asyncio.create_task(two.transcribe(Request(a_turn(), "final")))
+        await until(lambda: two.running["final"] == 1, "the final runs beside the partial")
+        assert two.running["partial"] == 1
+        result = await final
+        assert not busy.done()  # the ~25 s partial is still running: the final did not wait for it
+        busy.cancel()
+    finally:
+        await two.stop()
+    assert "how" in result.text.lower()
