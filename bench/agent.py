@@ -44,7 +44,7 @@ FRAME_MS = 20
 LEAD_S = 0.3
 STOP_SECS = 0.2  # the ASR default turn_detection.stop_secs
 # pipecat's Whisper threads (bench/pipecat_agent.py): its one model gets the machine's cores, up to 4;
-# our ASR runs with its own defaults (ASR_WORKERS / ASR_CPU_THREADS auto: 2 workers × 1 thread on 2 cores)
+# our ASR runs with its own defaults (ASR_WORKERS 1, ASR_CPU_THREADS auto: the same min(4, cores) for one worker)
 ASR_THREADS = min(4, os.cpu_count() or 1)
 QUESTION = "What is the weather like today?"  # no comma: Piper pauses at one, and vad would split the turn
 REPLY = "Sure. The weather today is sunny with a light breeze. Anything else?"

@@ -123,10 +123,10 @@ class ASRConfig:
             ),
             workers=env.int(
                 "ASR_WORKERS",
-                0,
-                "transcriptions run in parallel (CTranslate2 num_workers; 0 = auto: 2 on CPU, so a final can start "
-                "while another call runs, 1 on CUDA)",
-                min=0,
+                1,
+                "transcriptions run in parallel (CTranslate2 num_workers; 2 on a 2-core CPU: a final can start while "
+                "another call runs, finals sooner from 8 streams up)",
+                min=1,
                 max=16,
             ),
             batch_size=env.int(

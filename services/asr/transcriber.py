@@ -35,7 +35,6 @@ __all__ = [
 
 
 AUTO_BATCH_CUDA = 8
-AUTO_WORKERS_CPU = 2
 MAX_AUTO_THREADS = 4
 
 
@@ -50,20 +49,21 @@ def batch_size(config: ASRConfig) -> int:
 
 
 def resolved(config: ASRConfig, cores: int | None = None) -> ASRConfig:
-    """The config with its auto (0) engine settings decided for this machine.
+    """The config with its auto (0) engine settings decided for this machine: the batch size, and
+    the threads per worker (on CPU the cores shared by the ASR_WORKERS workers, 1 to 4 each; on
+    CUDA min(4, cores)).
 
-    On CPU two workers, each with its share of the cores (1 to 4 threads): with one worker a
-    final that arrives while a partial or another session's final runs waits for it whole (a
-    CTranslate2 call cannot be interrupted), and on two cores two 1-thread calls side by side got
-    through more than one 2-thread call at a time: live p50 at 4 / 8 / 16 streams 405 / 747 / 989
-    ms with 1 × 2 threads, 407 / 688 / 821 ms with 2 × 1 (medians of 3 alternated runs,
-    docs/asr.md "Engine and concurrency"). On CUDA one worker that batches finals instead."""
+    ASR_WORKERS=2 on two cores (so 1 thread each) gave finals sooner under load: a CTranslate2
+    call cannot be interrupted, and with one worker a final that arrives while a partial or
+    another session's final runs waits for it whole. Live p50 at 4 / 8 / 16 streams: 405 / 747 /
+    989 ms with 1 × 2 threads, 407 / 688 / 821 ms with 2 × 1 (medians of 3 alternated runs,
+    docs/asr.md "Engine and concurrency"). It is not the default: the short soak's memory check
+    failed twice in CI with it (+1.5 and +2.1 MiB over 16 finals, limit 6 MiB per 100)."""
     cores = cores or os.cpu_count() or 1
     device, _ = pick_device(config.device, config.compute_type)
-    cpu = device != "cuda"
-    workers = config.workers or (min(AUTO_WORKERS_CPU, cores) if cpu else 1)
+    workers = config.workers
     threads = config.cpu_threads or (
-        max(1, min(MAX_AUTO_THREADS, cores // workers)) if cpu else min(MAX_AUTO_THREADS, cores)
+        max(1, min(MAX_AUTO_THREADS, cores // workers)) if device != "cuda" else min(MAX_AUTO_THREADS, cores)
     )
     return replace(config, workers=workers, cpu_threads=threads, batch_size=batch_size(config))
 

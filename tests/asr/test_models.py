@@ -193,13 +193,14 @@ async def test_a_long_file_does_not_hold_up_finals(transcriber):
     assert all(a.start <= b.start for a, b in zip(result.segments, result.segments[1:], strict=False))
 
 
-def test_auto_workers_share_the_cores_on_cpu_and_explicit_values_stay():
+def test_auto_threads_share_the_cores_between_the_workers_and_explicit_values_stay():
     from services.asr.transcriber import resolved
 
     cpu = asr_config.load({"ASR_DEVICE": "cpu"})
-    assert (resolved(cpu, cores=2).workers, resolved(cpu, cores=2).cpu_threads) == (2, 1)
-    assert (resolved(cpu, cores=1).workers, resolved(cpu, cores=1).cpu_threads) == (1, 1)
-    assert (resolved(cpu, cores=16).workers, resolved(cpu, cores=16).cpu_threads) == (2, 4)
+    assert (resolved(cpu, cores=2).workers, resolved(cpu, cores=2).cpu_threads) == (1, 2)
+    assert resolved(cpu, cores=16).cpu_threads == 4
+    two = asr_config.load({"ASR_DEVICE": "cpu", "ASR_WORKERS": "2"})
+    assert (resolved(two, cores=2).cpu_threads, resolved(two, cores=1).cpu_threads) == (1, 1)
     cuda = resolved(asr_config.load({"ASR_DEVICE": "cuda", "ASR_COMPUTE_TYPE": "float16"}), cores=8)
     assert (cuda.workers, cuda.cpu_threads, cuda.batch_size) == (1, 4, 8)
     mine = resolved(asr_config.load({"ASR_DEVICE": "cpu", "ASR_WORKERS": "3", "ASR_CPU_THREADS": "2"}), cores=2)

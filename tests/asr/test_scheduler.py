@@ -18,8 +18,7 @@ from tests.helpers.speech import concat, silence
 
 @pytest.fixture(scope="module")
 def transcriber(models_dir, espeak):
-    # one worker: what waits behind what is the scheduler's order (the CPU default has two workers,
-    # tested below)
+    # one worker (the default): what waits behind what is the scheduler's order
     config = asr_config.load({**os.environ, **FAST_ENV, "ASR_BATCH_SIZE": "1", "ASR_WORKERS": "1"})
     engine = Transcriber(config)
     engine.load()
@@ -133,10 +132,10 @@ async def test_a_final_taken_while_others_wait_is_decoded_in_the_backlog_window(
 
 
 async def test_with_two_workers_a_final_runs_while_a_partial_holds_the_other(models_dir, espeak):
-    """The CPU default (ASR_WORKERS auto = 2): a final does not wait for a running partial."""
-    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_DEVICE": "cpu", "ASR_BATCH_SIZE": "1"})
+    """ASR_WORKERS=2: a final does not wait for a running partial."""
+    config = asr_config.load({**os.environ, **FAST_ENV, "ASR_WORKERS": "2", "ASR_BATCH_SIZE": "1"})
     two = Transcriber(config)
-    assert two.workers == 2  # auto on CPU
+    assert two.workers == 2
     two.load()
     try:
         busy, _ = await hold_the_worker(two)
