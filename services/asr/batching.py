@@ -93,13 +93,16 @@ def transcribe_batch(
 
     segmented: list[list[dict]] = []
     segment_sizes: list[int] = []
-    for clip, tok, prompt, result in zip(clips, tokenizers, prompts, results, strict=True):
+    # a prompt's text tokens after <|startoftranscript|>: the prefix, or none
+    givens = [
+        [t for t in prompt[len(tok.sot_sequence) :] if t < tok.eot]
+        for tok, prompt in zip(tokenizers, prompts, strict=True)
+    ]
+    for clip, tok, given, result in zip(clips, tokenizers, givens, results, strict=True):
         duration = len(clip) / SAMPLE_RATE
         tokens = result.sequences_ids[0]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        # CTranslate2 returns a prompt's text tokens after <|startoftranscript|> (a prefix) with the
-        # generated ones: the prefix is not this clip's text
-        given = [t for t in prompt[len(tok.sot_sequence) :] if t < tok.eot]
+        # CTranslate2 returns the prefix with the generated tokens: it is not this clip's text
         if given and tokens[: len(given)] == given:
             tokens = tokens[len(given) :]
         segment_size = min(frames, int(math.ceil(duration) * model.frames_per_second))
@@ -129,8 +132,8 @@ def transcribe_batch(
         )
     if word_timestamps:
         # a prefix is aligned as a segment of its own, so its words are not counted as the clip's
-        leads = [prefix_segment(tok, prompt) for tok, prompt in zip(tokenizers, prompts, strict=True)]
-        aligned = [([lead] if lead else []) + segs for lead, segs in zip(leads, segmented, strict=True)]
+        leads = [[dict(tokens=g, start=0.0, end=0.0, seek=0, text="")] if g else [] for g in givens]
+        aligned = [lead + segs for lead, segs in zip(leads, segmented, strict=True)]
         # faster-whisper aligns a batch of non-empty clips; an empty one would break its bookkeeping
         keep = [i for i, segs in enumerate(aligned) if segs]
         if len(keep) == len(aligned):
@@ -153,11 +156,3 @@ def transcribe_batch(
         {"language": lang, "language_probability": prob, "segments": segs}
         for (lang, prob), segs in zip(resolved, segmented, strict=True)
     ]
-
-
-def prefix_segment(tokenizer, prompt: list[int]) -> dict | None:
-    """The prefix of a prompt (the tokens after `<|notimestamps|>`) as a segment to align, or None."""
-    start = len(tokenizer.sot_sequence)
-    if len(prompt) <= start or prompt[start] != tokenizer.no_timestamps or len(prompt) == start + 1:
-        return None
-    return dict(tokens=prompt[start + 1 :], start=0.0, end=0.0, seek=0, text="")

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .transcript import SAMPLE_RATE, Transcript
+from .endpointing import settled
+from .transcript import SAMPLE_RATE
 
 CONTEXT_MAX_S = 10.0
 
@@ -53,15 +54,8 @@ class PreviousTurn:
         """(audio, prefix) to decode before a turn whose audio starts at `start`: this turn's audio
         up to there (digital silence fills a gap the ring no longer holds), and its final's text.
         (None, None) when its final has no text or failed: then the turn is decoded alone."""
-        try:
-            result: Transcript = await asyncio.shield(self.transcript)
-        except asyncio.CancelledError:
-            if self.transcript.cancelled():
-                return None, None
-            raise  # this turn's own decode is being cancelled
-        except Exception:
-            return None, None  # that final reports its own failure
-        text = result.text.strip()
+        result = await settled(self.transcript)
+        text = "" if result is None else result.text.strip()
         if not text:
             return None, None
         cut = int(round((start - self.start) * SAMPLE_RATE))

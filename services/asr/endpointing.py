@@ -69,6 +69,19 @@ def frame_levels(audio: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
 
 
+async def settled(task: asyncio.Task) -> Transcript | None:
+    """A transcription's result, or None when it was cancelled or failed (its final reports the
+    failure). Shielded: the caller being cancelled does not cancel the transcription."""
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if task.cancelled():
+            return None
+        raise  # the caller itself is being cancelled
+    except Exception:
+        return None
+
+
 class Endpointer:
     def __init__(
         self,
@@ -107,15 +120,8 @@ class Endpointer:
             self.drop()
 
     async def _text(self, task: asyncio.Task) -> str | None:
-        try:
-            result: Transcript = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.cancelled():
-                return None
-            raise  # the session itself is being cancelled
-        except Exception:
-            return None  # the final will report the failure
-        return result.text
+        result = await settled(task)
+        return None if result is None else result.text
 
     async def check(self, audio: np.ndarray, now: float) -> list[Action]:
         """Smart Turn (and, when it matters, the transcript) on the turn so far → the TurnTaker's actions."""

@@ -61,11 +61,10 @@ def resolved(config: ASRConfig, cores: int | None = None) -> ASRConfig:
     failed twice in CI with it (+1.5 and +2.1 MiB over 16 finals, limit 6 MiB per 100)."""
     cores = cores or os.cpu_count() or 1
     device, _ = pick_device(config.device, config.compute_type)
-    workers = config.workers
     threads = config.cpu_threads or (
-        max(1, min(MAX_AUTO_THREADS, cores // workers)) if device != "cuda" else min(MAX_AUTO_THREADS, cores)
+        max(1, min(MAX_AUTO_THREADS, cores // config.workers)) if device != "cuda" else min(MAX_AUTO_THREADS, cores)
     )
-    return replace(config, workers=workers, cpu_threads=threads, batch_size=batch_size(config))
+    return replace(config, cpu_threads=threads, batch_size=batch_size(config))
 
 
 class Transcriber(Scheduler):

@@ -96,10 +96,15 @@ def repeats(text: str, n: int = 2, times: int = 3) -> bool:
     return any(a == b and len(a.split()) >= 3 for a, b in zip(sentences, sentences[1:], strict=False))
 
 
+def lead_samples(request: Request) -> int:
+    """Samples of context decoded before the request's own audio (services/asr/context.py)."""
+    return len(request.context) if request.prefix and request.context is not None else 0
+
+
 def clip(request: Request) -> np.ndarray:
-    """The audio a request decodes: its context (services/asr/context.py), then its own audio."""
+    """The audio a request decodes: its context, then its own audio."""
     audio = np.asarray(request.audio, dtype=np.float32)
-    if request.prefix and request.context is not None and len(request.context):
+    if lead_samples(request):
         return np.concatenate([np.asarray(request.context, dtype=np.float32), audio])
     return audio
 
@@ -174,7 +179,8 @@ class WhisperEngine:
     # ------------------------------------------------------------ what may share a call
     def short_window(self, request: Request) -> bool:
         """Can this request decode through `run_batch` (a stream turn of at most 30 s, no prompt)?"""
-        return request.kind != Kind.FILE and not request.prompt and len(clip(request)) <= MAX_CLIP_S * SAMPLE_RATE
+        samples = lead_samples(request) + len(request.audio)
+        return request.kind != Kind.FILE and not request.prompt and samples <= MAX_CLIP_S * SAMPLE_RATE
 
     def can_batch(self, request: Request) -> bool:
         # CTranslate2 wants one prompt length per batch: a prefixed request runs in a batch of its own
@@ -198,7 +204,7 @@ class WhisperEngine:
     # ------------------------------------------------------------ one request
     def run(self, request: Request) -> Transcript:
         """Blocking; also what the benchmark times as the raw engine."""
-        duration = len(clip(request)) / SAMPLE_RATE
+        duration = (lead_samples(request) + len(request.audio)) / SAMPLE_RATE
         if self.short_window(request) and window_frames(duration, self.pad_s(request), self.config.min_window_s):
             (result,) = self.run_batch([request])
             if request.kind == Kind.PARTIAL or self.trusted(result):
@@ -288,7 +294,7 @@ class WhisperEngine:
         transcripts = []
         for request, output in zip(requests, outputs, strict=True):
             duration = len(request.audio) / SAMPLE_RATE
-            lead = len(request.context) / SAMPLE_RATE if request.prefix and request.context is not None else 0.0
+            lead = lead_samples(request) / SAMPLE_RATE
             keep_words = request.word_timestamps and request.kind != Kind.PARTIAL
             temperature = self.temperatures(request)[0]
             segments = []
