@@ -277,6 +277,22 @@ def rss_summary(
     return out
 
 
+async def idle_rss(s, settle_s: float = 2.0, samples: int = 5, every_s: float = 0.5) -> dict[str, float]:
+    """Each service's RSS with no session open: the lowest of `samples` readings after `settle_s`
+    of idle. What a session holds while it runs (its ring, a decode's activations) is gone then,
+    so two idle readings differ only by memory the stack kept: the short soak's leak check."""
+    await asyncio.sleep(settle_s)
+    low: dict[str, float] = {}
+    for i in range(samples):
+        for name, service in services(s).items():
+            value = rss_mb(service)
+            if value is not None:
+                low[name] = round(min(value, low.get(name, value)), 1)
+        if i + 1 < samples:
+            await asyncio.sleep(every_s)
+    return low
+
+
 async def run(
     s, minutes: float, asr: int, tts: int, agent: int, warmup_s: float | None = None, sample_s: float = 5.0
 ) -> dict:

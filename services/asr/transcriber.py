@@ -57,8 +57,9 @@ def resolved(config: ASRConfig, cores: int | None = None) -> ASRConfig:
     call cannot be interrupted, and with one worker a final that arrives while a partial or
     another session's final runs waits for it whole. Live p50 at 4 / 8 / 16 streams: 405 / 747 /
     989 ms with 1 × 2 threads, 407 / 688 / 821 ms with 2 × 1 (medians of 3 alternated runs,
-    docs/asr.md "Engine and concurrency"). It is not the default: the short soak's memory check
-    failed twice in CI with it (+1.5 and +2.1 MiB over 16 finals, limit 6 MiB per 100)."""
+    docs/asr.md "Engine and concurrency"). It is not the default: with it, the short soak's idle
+    RSS falls by more than the leak its memory check is there to catch, so that check cannot
+    vouch for it yet."""
     cores = cores or os.cpu_count() or 1
     device, _ = pick_device(config.device, config.compute_type)
     threads = config.cpu_threads or (

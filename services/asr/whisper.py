@@ -159,8 +159,7 @@ class WhisperEngine:
     def _warm(self) -> None:
         """One short final (word timestamps too) on every worker at once, before /ready: each
         CTranslate2 replica allocates on its first call, so that happens here, not on the first
-        user's final. (It did not cure the short soak's memory check with two workers: that still
-        failed in CI, docs/asr.md "Engine and concurrency".)"""
+        user's final."""
         workers = max(1, self.config.workers)
         audio = np.random.default_rng(0).normal(0.0, 0.05, int(WARM_CLIP_S * SAMPLE_RATE)).astype(np.float32)
         barrier = threading.Barrier(workers)
