@@ -201,6 +201,11 @@ async def agent_session(url: str, deadline: float, index: int) -> SessionStats:
     return stats
 
 
+def rss_now(s) -> dict[str, float]:
+    """RSS (MiB) of each service of the stack that is running."""
+    return {name: value for name, service in services(s).items() if (value := rss_mb(service)) is not None}
+
+
 async def sample_rss(
     s,
     until: float,
@@ -213,10 +218,8 @@ async def sample_rss(
     (/metrics: the turns of every ASR and agent session), so growth can be judged per turn."""
     while True:
         t = round(time.monotonic() - t0, 1)
-        for name, service in services(s).items():
-            value = rss_mb(service)
-            if value is not None:
-                samples.setdefault(name, []).append((t, round(value, 1)))
+        for name, value in rss_now(s).items():
+            samples.setdefault(name, []).append((t, round(value, 1)))
         if finals is not None:
             with contextlib.suppress(httpx.HTTPError):
                 finals.append((t, await asyncio.to_thread(metric, s.asr, "voice_asr_finals_total")))
@@ -284,10 +287,8 @@ async def idle_rss(s, settle_s: float = 2.0, samples: int = 5, every_s: float = 
     await asyncio.sleep(settle_s)
     low: dict[str, float] = {}
     for i in range(samples):
-        for name, service in services(s).items():
-            value = rss_mb(service)
-            if value is not None:
-                low[name] = round(min(value, low.get(name, value)), 1)
+        for name, value in rss_now(s).items():
+            low[name] = round(min(value, low.get(name, value)), 1)
         if i + 1 < samples:
             await asyncio.sleep(every_s)
     return low

@@ -147,9 +147,7 @@ class Endpointer:
             if not audible_after(audio, self._heard):
                 metrics.speculative.labels("used").inc()
                 return task
-            metrics.speculative.labels("redone").inc()  # the guess missed a word's quiet tail
-            if not task.done():
-                task.cancel()
+            self._cancel(task, "redone")  # the guess missed a word's quiet tail
             return None
         self._cancel(task)
         return None
@@ -161,7 +159,7 @@ class Endpointer:
         self._task, self._key = None, None
 
     @staticmethod
-    def _cancel(task: asyncio.Task) -> None:
+    def _cancel(task: asyncio.Task, outcome: str = "dropped") -> None:
         if not task.done():
             task.cancel()
-        metrics.speculative.labels("dropped").inc()
+        metrics.speculative.labels(outcome).inc()
