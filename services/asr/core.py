@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,7 +63,7 @@ from .intake import Intake
 from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
 from .turn_taking import Action, ActionKind, TurnPhase, TurnTaker
-from .vad import FRAME_SAMPLES
+from .vad import FRAME_S, FRAME_SAMPLES
 
 log = logging.getLogger("voice.asr.session")
 
@@ -149,6 +150,11 @@ Output = Message | TurnCommitted | Closed | object  # `object`: what an adapter 
 Send = Callable[[Output], Awaitable[None]]
 
 
+def pad(audio: np.ndarray, samples: int) -> np.ndarray:
+    """`audio` followed by `samples` of digital silence."""
+    return np.concatenate([audio, np.zeros(samples, dtype=np.float32)]) if samples else audio
+
+
 class SessionCore:
     """One stream. `open(send)` starts it; feed it inputs; `close()` when the transport is gone."""
 
@@ -191,7 +197,7 @@ class SessionCore:
         # the turn buffer is the session's audio: a turn reaching MAX_BUFFERED_AUDIO_SECS is finalized
         max_turn = Budget.from_config(self.config.common).turn_cap(self.config.max_turn_s, self.pre_speech_pad_s)
         self.turns = TurnTaker(stream.turn_detection, self.vad_threshold, max_turn, endpointing(self.config))
-        self.endpointer = Endpointer(self.engines, self.turns, self._speculate_final)
+        self.endpointer = Endpointer(self.engines, self.turns, self._speculate_final, self._speculate_turn)
         self.clock = 0  # 16 kHz samples through the VAD: the stream's sample clock
         self._reset_audio()
         self.turn_id = 0
@@ -478,9 +484,14 @@ class SessionCore:
         # padded with digital silence to the length the final would have at stop_secs, so the
         # guess decodes the same window as the final it stands in for
         turn = self._turn_audio(self.turns.turn_start or 0.0)[0]
-        missing = int(round(max(0.0, self.stream.turn_detection.stop_secs - silence) * SAMPLE_RATE))
-        padded = np.concatenate([turn, np.zeros(missing, dtype=np.float32)]) if missing else turn
-        self.endpointer.speculate(padded, heard=len(turn))
+        detection = self.stream.turn_detection
+        missing = int(round(max(0.0, detection.stop_secs - silence) * SAMPLE_RATE))
+        self.endpointer.speculate(pad(turn, missing), heard=len(turn))
+        if detection.mode == "smart_turn":
+            # Smart Turn's first answer too, on the exact audio the first check will hold if only
+            # silence comes: the check is at the first whole frame of silence past stop_secs
+            frames = math.ceil((detection.stop_secs - 1e-9) / FRAME_S) - round(silence / FRAME_S)
+            self.endpointer.speculate_turn(pad(turn, max(0, frames) * FRAME_SAMPLES), heard=len(turn))
 
     async def _check_turn(self) -> None:
         """Smart Turn (and the transcript) on the turn so far, with the final's transcription
@@ -518,6 +529,10 @@ class SessionCore:
         """The Endpointer's early final of the open turn (its audio starts where the ring says)."""
         turn_start = self.turns.turn_start or 0.0
         return self._task(self._transcribe_final(audio, self.ring.turn_offset(turn_start), self._context(turn_start)))
+
+    def _speculate_turn(self, audio: np.ndarray) -> asyncio.Task:
+        """The Endpointer's early Smart Turn answer, a task of the session (cancelled with it)."""
+        return self._task(self.engines.turn_probability(audio))
 
     def _context(self, turn_start: float) -> PreviousTurn | None:
         """The previous turn, when the turn starting at `turn_start` is decoded after it (context.py)."""

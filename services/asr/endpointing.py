@@ -14,6 +14,14 @@ costs about stop_secs after the speech, not stop_secs + one Whisper call. Only a
 load it costs nobody a slot; a guess that speech resumes after is cancelled, or its result is
 thrown away (a running CTranslate2 call cannot be interrupted).
 
+Smart Turn's first answer is guessed the same way (`speculate_turn`, started together with the
+early final): on the turn so far padded with digital silence to the exact length the audio will
+have at the first check. At that check, when nothing but silence came after what the guess heard
+(the same `audible_after` rule), the guess is the answer; on digital silence it is bit for bit
+the answer the check would compute, so the same audio still gives the same events. Otherwise
+the check runs Smart Turn on the real audio. Without it, Smart Turn ran at the check while the
+early final still held both cores, and its 30-80 ms were added to every final.
+
 The transcript signal: when Smart Turn says "complete" and a text hold is still possible, the
 decision waits for the speculative transcript (it is needed for the final anyway) and a turn
 ending on "to", "the", "and", … is held (TurnTaker.turn_probability).
@@ -23,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from . import metrics
 from .config import ASRConfig
 from .engines import Engines
-from .transcript import Transcript
 from .turn_taking import Action, Endpointing, TurnTaker
 
 
@@ -69,9 +78,9 @@ def frame_levels(audio: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
 
 
-async def settled(task: asyncio.Task) -> Transcript | None:
-    """A transcription's result, or None when it was cancelled or failed (its final reports the
-    failure). Shielded: the caller being cancelled does not cancel the transcription."""
+async def settled(task: asyncio.Task) -> Any:
+    """A guess's result (a transcription, a Smart Turn answer), or None when it was cancelled or
+    failed (a final reports the failure). Shielded: the caller being cancelled does not cancel it."""
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -82,19 +91,37 @@ async def settled(task: asyncio.Task) -> Transcript | None:
         return None
 
 
+@dataclass
+class Guess:
+    """Work started on the turn so far before the turn ends: the task, the pause it belongs to
+    (turn start, last speech), its audio's length and how many of those samples are real (the
+    rest: zeros)."""
+
+    task: asyncio.Task
+    key: tuple
+    length: int
+    heard: int
+
+    def cancel(self, counter: Any, outcome: str = "dropped") -> None:
+        if not self.task.done():
+            self.task.cancel()
+        counter.labels(outcome).inc()
+
+
 class Endpointer:
     def __init__(
         self,
         engines: Engines,
         turns: TurnTaker,
         start_final: Callable[[np.ndarray], asyncio.Task],
+        start_turn: Callable[[np.ndarray], asyncio.Task],
     ) -> None:
         self.engines = engines
         self.turns = turns
         self.start_final = start_final  # the session's final transcription of `audio`, as a task
-        self._task: asyncio.Task | None = None
-        self._key: tuple | None = None
-        self._heard = 0  # samples of real audio the speculative transcription holds (the rest: zeros)
+        self.start_turn = start_turn  # Smart Turn on `audio`, as a task of the session
+        self._final: Guess | None = None  # the final's transcription
+        self._turn: Guess | None = None  # Smart Turn's answer at the first check
 
     def _pause(self) -> tuple:
         return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
@@ -103,31 +130,56 @@ class Endpointer:
         """The final's transcription of the speech so far: the one under way, or a new one. `heard`:
         how many samples of `audio` are real (the core pads an early guess with digital silence)."""
         if not self.current():
-            self.drop()
-            self._task, self._key = self.start_final(audio), self._pause()
-            self._heard = len(audio) if heard is None else heard
+            self._drop_final()
+            task = self.start_final(audio)
+            self._final = Guess(task, self._pause(), len(audio), len(audio) if heard is None else heard)
             metrics.speculative.labels("started").inc()
-        assert self._task is not None
-        return self._task
+        assert self._final is not None
+        return self._final.task
+
+    def speculate_turn(self, audio: np.ndarray, heard: int) -> None:
+        """Smart Turn on `audio`: the turn so far padded with digital silence to the length it will
+        have at the first check (its first `heard` samples are real)."""
+        if self._turn is not None and self._turn.key == self._pause():
+            return
+        self._drop_turn()
+        self._turn = Guess(self.start_turn(audio), self._pause(), len(audio), heard)
+        metrics.speculative_turns.labels("started").inc()
 
     def current(self) -> bool:
         """Is a speculative transcription of the speech so far (same start, same last speech) under way?"""
-        return self._task is not None and self._key == self._pause() and not self._task.cancelled()
+        guess = self._final
+        return guess is not None and guess.key == self._pause() and not guess.task.cancelled()
 
     def drop_stale(self) -> None:
         """Speech came back since the last guess (its last speech moved): that guess is stale."""
-        if self._task is not None and self._key != self._pause():
-            self.drop()
+        if self._final is not None and self._final.key != self._pause():
+            self._drop_final()
+        if self._turn is not None and self._turn.key != self._pause():
+            self._drop_turn()
 
     async def _text(self, task: asyncio.Task) -> str | None:
         result = await settled(task)
         return None if result is None else result.text
 
+    async def _probability(self, audio: np.ndarray) -> float:
+        """Smart Turn's answer on `audio`: the guess's, when it was asked about this very audio
+        (same pause, same length, nothing audible after what it heard), else a new decision."""
+        guess, self._turn = self._turn, None
+        if guess is not None:
+            if guess.key == self._pause() and guess.length == len(audio) and not audible_after(audio, guess.heard):
+                answer = await settled(guess.task)
+                if answer is not None:
+                    metrics.speculative_turns.labels("used").inc()
+                    return answer
+            guess.cancel(metrics.speculative_turns, "redone" if guess.key == self._pause() else "dropped")
+        return await self.engines.turn_probability(audio)
+
     async def check(self, audio: np.ndarray, now: float) -> list[Action]:
         """Smart Turn (and, when it matters, the transcript) on the turn so far → the TurnTaker's actions."""
         task = self.speculate(audio)
         try:
-            prob = await self.engines.turn_probability(audio)
+            prob = await self._probability(audio)
             text = None
             if self.turns.wants_text(prob):
                 text = await self._text(task)
@@ -139,27 +191,30 @@ class Endpointer:
     def take(self, action: Action, audio: np.ndarray) -> asyncio.Task | None:
         """The speculative transcription for the turn `action` finalizes (whose audio is `audio`),
         when it covers the same speech and nothing but silence came after what it heard."""
-        task, key = self._task, self._key
-        self._task, self._key = None, None
-        if task is None:
+        self._drop_turn()
+        guess, self._final = self._final, None
+        if guess is None:
             return None
-        if key == (action.turn_start, action.speech_end) and not task.cancelled():
-            if not audible_after(audio, self._heard):
+        if guess.key == (action.turn_start, action.speech_end) and not guess.task.cancelled():
+            if not audible_after(audio, guess.heard):
                 metrics.speculative.labels("used").inc()
-                return task
-            self._cancel(task, "redone")  # the guess missed a word's quiet tail
+                return guess.task
+            guess.cancel(metrics.speculative, "redone")  # the guess missed a word's quiet tail
             return None
-        self._cancel(task)
+        guess.cancel(metrics.speculative)
         return None
 
     def drop(self) -> None:
-        """Speech resumed, or the turn was cleared: the speculative transcription is of no use."""
-        if self._task is not None:
-            self._cancel(self._task)
-        self._task, self._key = None, None
+        """Speech resumed, or the turn was cleared: the guesses are of no use."""
+        self._drop_final()
+        self._drop_turn()
 
-    @staticmethod
-    def _cancel(task: asyncio.Task, outcome: str = "dropped") -> None:
-        if not task.done():
-            task.cancel()
-        metrics.speculative.labels(outcome).inc()
+    def _drop_final(self) -> None:
+        if self._final is not None:
+            self._final.cancel(metrics.speculative)
+        self._final = None
+
+    def _drop_turn(self) -> None:
+        if self._turn is not None:
+            self._turn.cancel(metrics.speculative_turns)
+        self._turn = None

@@ -37,3 +37,11 @@ speculative = counter(
     "redone (a word's quiet tail came after what it heard)",
     labels=("outcome",),
 )
+speculative_turns = counter(
+    SERVICE,
+    "speculative_turn_checks_total",
+    "Smart Turn answers for the first check computed before it (endpointing.py): started, used as the "
+    "check's answer, dropped (speech resumed), redone (a sound came after what it heard, or the check "
+    "came at another length)",
+    labels=("outcome",),
+)

@@ -11,6 +11,7 @@ The scheduler's "finals first" is pinned in tests/asr/test_scheduler.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import numpy as np
 import prometheus_client
@@ -161,6 +162,56 @@ async def test_an_idle_engine_starts_the_final_before_the_turn_ends_and_the_fina
     assert speculative("used") - before["used"] == 1
     assert speculative("dropped") == before["dropped"]
     assert engines.transcriber.order.count("final") - runs_before == 1
+
+
+def turn_guesses(outcome: str) -> float:
+    value = prometheus_client.REGISTRY.get_sample_value("voice_asr_speculative_turn_checks_total", {"outcome": outcome})
+    return value or 0.0
+
+
+async def first_check(engines, audio: np.ndarray, speculate_s: float) -> tuple[dict, dict]:
+    """The first Smart Turn check of the one turn in `audio` (smart_turn, stop_secs 0.2), with early
+    guesses after `speculate_s` of silence (0: none), and how the turn-guess counters moved."""
+    config = dataclasses.replace(engines.config, speculate_silence_s=speculate_s)
+    before = {k: turn_guesses(k) for k in ("started", "used", "dropped", "redone")}
+    core = SessionCore(config, engines)
+    out = Collector()
+    core.open(out)
+    detection = TurnDetection(mode="smart_turn", stop_secs=0.2)
+    await core.handle(Configure(StreamConfig(partials=False, turn_detection=detection)))
+    for i in range(0, len(audio), 1600):
+        await core.handle(AudioIn(encode(audio[i : i + 1600], "pcm_s16le")))
+    await core.handle(End())
+    await asyncio.wait_for(out.closed.wait(), 120)
+    await core.close()
+    final = out.finals()[0]
+    return final.end_of_turn.checks[0], {k: turn_guesses(k) - v for k, v in before.items()}
+
+
+async def test_smart_turns_first_answer_is_guessed_early_and_equals_the_checks_own(engines):
+    """An idle engine asks Smart Turn about the turn before stop_secs, on the audio padded with
+    digital silence to the length the first check will hold: on digital silence that answer is
+    the check's answer to the digit, so the guess changes when the turn ends, never how."""
+    audio = concat(silence(0.4), said(COMPLETE), silence(1.6))
+    early, moved = await first_check(engines, audio, 0.064)
+    assert moved == {"started": 1, "used": 1, "dropped": 0, "redone": 0}
+    late, moved = await first_check(engines, audio, 0.0)
+    assert moved["started"] == 0 and moved["used"] == 0
+    assert early == late  # same silence, same probability, same threshold
+
+
+async def test_a_sound_after_the_guess_makes_the_check_ask_smart_turn_again(engines):
+    """A quiet sound (a fricative-like tail 30 dB down) after the guess heard the turn: the guess
+    is not the answer; the check asks Smart Turn about the real audio, as without any guess."""
+    rng = np.random.default_rng(1)
+    speech = said(COMPLETE)
+    level = float(np.sqrt(np.mean(speech**2)))
+    tail = (0.03 * level * rng.standard_normal(int(0.06 * 16000))).astype(np.float32)
+    audio = concat(silence(0.4), speech, silence(0.1), tail, silence(1.4))
+    early, moved = await first_check(engines, audio, 0.064)
+    assert moved["started"] == 1 and moved["redone"] == 1 and moved["used"] == 0
+    late, _ = await first_check(engines, audio, 0.0)
+    assert early == late
 
 
 def test_a_guess_that_missed_a_words_quiet_tail_is_not_the_final():

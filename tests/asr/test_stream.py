@@ -12,6 +12,7 @@ from tests.helpers.speech import concat, silence, speak
 from tests.helpers.wer import corpus_wer
 
 EPS = 1e-3
+FRAGMENT = "I would really like to"
 
 
 def check_stream(result: StreamResult, duration: float) -> list[list[dict]]:
@@ -76,14 +77,20 @@ async def test_two_sentences_smart_turn_real_time(asr, two_sentences):
 
 
 async def test_incomplete_sentence_waits_for_max_silence(asr):
-    audio = concat(silence(0.3), speak(INCOMPLETE), silence(2.0))
+    """A fragment that neither signal lets end waits for max_silence_secs. Ending on "to", it is
+    open in the transcript too: Smart Turn's answers on espeak alone move with the CPU's kernels
+    ("I was going to say that" scored 0.64 at the 1 s re-check on an AVX2-only host, below 0.125
+    where this test was written), and that sentence may well be complete."""
+    audio = concat(silence(0.3), speak(FRAGMENT), silence(2.0))
     duration = len(audio) / 16000
     config = {"turn_detection": {"mode": "smart_turn", "stop_secs": 0.2, "max_silence_secs": 1.2}}
     result = await stream_audio(asr.ws_url, audio, config, speed=0)
     (turn,) = check_stream(result, duration)
     eot = turn[-1]["end_of_turn"]
     assert eot["reason"] == "silence_timeout"
-    assert eot["probability"] is not None and eot["probability"] < 0.5
+    assert eot["probability"] is not None
+    # every check either said "not yet" or was held by the transcript's last word
+    assert eot["held"] == "continuation" or all(c["probability"] < c["threshold"] for c in eot["checks"])
 
 
 async def test_vad_mode_ends_turns_on_silence(asr, two_sentences):
