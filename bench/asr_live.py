@@ -214,9 +214,26 @@ def rest_wer(url: str, utterances: list[Utterance]) -> float:
     return corpus_wer(pairs)
 
 
-def summary(stats: Stats, audio_s: float, cpu_s: float) -> dict:
+GUESSES = {"final": "voice_asr_speculative_finals_total", "turn": "voice_asr_speculative_turn_checks_total"}
+
+
+def guess_counts(url: str) -> dict[str, collections.Counter]:
+    """The service's early-guess counters (endpointing.py) by outcome: the early final, Smart Turn's
+    early answer."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    out: dict[str, collections.Counter] = {what: collections.Counter() for what in GUESSES}
+    for line in text.splitlines():
+        for what, name in GUESSES.items():
+            if line.startswith(name + '{outcome="'):
+                outcome = line.split('"')[1]
+                out[what][outcome] = int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
+def summary(stats: Stats, audio_s: float, cpu_s: float, guesses: dict | None = None) -> dict:
     lat = stats.latencies
     return {
+        "guesses": {what: dict(c) for what, c in (guesses or {}).items()},
         "p50_ms": round(median(lat) * 1e3) if lat else None,
         "p95_ms": round(pct(lat, 0.95) * 1e3) if lat else None,
         "max_ms": round(max(lat) * 1e3) if lat else None,
@@ -281,12 +298,13 @@ def run_live(
             out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
         for level in levels:
             n = len(utterances) if level == 1 else per_stream
-            cpu0 = cpu_seconds(service.proc.pid)
+            cpu0, guesses0 = cpu_seconds(service.proc.pid), guess_counts(service.url)
             stats = asyncio.run(run_level(service.ws_url, level, utterances, n, config))
             cpu = cpu_seconds(service.proc.pid) - cpu0
+            guesses = {what: c - guesses0[what] for what, c in guess_counts(service.url).items()}
             order = [utterances[k % len(utterances)] for k in range(n)]
             audio_s = level * sum(LEAD_S + len(u.audio) / RATE + PAUSE_S for u in order)
-            out["levels"][level] = summary(stats, audio_s, cpu)
+            out["levels"][level] = summary(stats, audio_s, cpu, guesses)
             print(f"[bench asr_live {label}] {level} streams: {json.dumps(out['levels'][level])}", flush=True)
     finally:
         service.stop()
@@ -323,6 +341,12 @@ CONFIGS = {
 }
 
 
+def guess_cell(counts: dict) -> str:
+    if not counts.get("started"):
+        return "0"
+    return "{} / {} / {} of {}".format(*(counts.get(k, 0) for k in ("used", "redone", "dropped", "started")))
+
+
 def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
     """The `make bench` part: the live-stream table, batching on and off (bench/asr.py calls it)."""
     results = {
@@ -348,6 +372,7 @@ def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
     for name, result in results.items():
         for level, st in result["levels"].items():
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(st["reasons"].items()))
+            early = st.get("guesses", {})
             rows.append(
                 [
                     name,
@@ -361,6 +386,8 @@ def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
                     st["wer"],
                     st["cpu_per_audio_s"],
                     reasons,
+                    guess_cell(early.get("final", {})),
+                    guess_cell(early.get("turn", {})),
                 ]
             )
     report.table(
@@ -376,8 +403,16 @@ def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
             "stream WER %",
             "CPU s / audio s",
             "end-of-turn reasons",
+            "early finals: used / redone / dropped of started",
+            "early Smart Turn answers: used / redone / dropped of started",
         ],
         rows,
+    )
+    report.text(
+        "*Early* = started before the turn ended, while the engine was idle (services/asr/endpointing.py): "
+        "*used* became the final (or the first check's answer); *redone*: a sound came after what it heard "
+        "(the quiet tail of a word), so the turn's real audio was decoded (or asked) again at the cost of one "
+        "more call; *dropped*: speech resumed."
     )
     rest = ", ".join(f"{name}: {r.get('rest_wer')} %" for name, r in results.items())
     report.text(f"REST WER on the same clips (one file per utterance): {rest}.")
