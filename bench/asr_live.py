@@ -403,16 +403,19 @@ def report_section(report, levels: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
             "stream WER %",
             "CPU s / audio s",
             "end-of-turn reasons",
-            "early finals: used / redone / dropped of started",
+            "speculative finals: used / redone / dropped of started",
             "early Smart Turn answers: used / redone / dropped of started",
         ],
         rows,
     )
     report.text(
-        "*Early* = started before the turn ended, while the engine was idle (services/asr/endpointing.py): "
-        "*used* became the final (or the first check's answer); *redone*: a sound came after what it heard "
-        "(the quiet tail of a word), so the turn's real audio was decoded (or asked) again at the cost of one "
-        "more call; *dropped*: speech resumed."
+        "*Speculative finals* = final transcriptions started before the turn ended: early "
+        "(ASR_SPECULATE_SECS into the silence, while the engine is idle) or at the first Smart Turn check; "
+        "*early Smart Turn answers* = the first check's answer computed with an early final "
+        "(services/asr/endpointing.py). *used*: it became the final (the check's answer); *redone*: a sound "
+        "came after what it heard (the quiet tail of a word), so the turn's real audio was decoded (asked) "
+        "again, one more call; *dropped*: speech resumed. Under load the engine is rarely idle, so the early "
+        "answers stop by themselves."
     )
     rest = ", ".join(f"{name}: {r.get('rest_wer')} %" for name, r in results.items())
     report.text(f"REST WER on the same clips (one file per utterance): {rest}.")
