@@ -4,7 +4,9 @@
 - the onset after a split is kept (the ring of recent audio survives a finalize);
 - a complete sentence ends before max_silence_secs (Smart Turn re-checks as the silence grows);
 - a fragment ending in "to" is not finalized at stop_secs (the transcript signal);
-- the end-of-turn report in `final` carries every check.
+- the end-of-turn report in `final` carries every check;
+- the final and Smart Turn's first answer start before the turn ends, and stand only when nothing
+  but silence came after what they heard.
 The scheduler's "finals first" is pinned in tests/asr/test_scheduler.py.
 """
 
