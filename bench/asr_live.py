@@ -35,6 +35,7 @@ import numpy as np
 import websockets
 
 from bench.report import median, pct
+from bench.soak.common import metric
 from bench.tuning_set import SETS
 from services.common.audio import encode
 from tests.helpers.corpus import ENGINES, FIXED, SpeechSet
@@ -215,19 +216,16 @@ def rest_wer(url: str, utterances: list[Utterance]) -> float:
 
 
 GUESSES = {"final": "voice_asr_speculative_finals_total", "turn": "voice_asr_speculative_turn_checks_total"}
+OUTCOMES = ("started", "used", "redone", "dropped")
 
 
-def guess_counts(url: str) -> dict[str, collections.Counter]:
+def guess_counts(service: ServiceProcess) -> dict[str, collections.Counter]:
     """The service's early-guess counters (endpointing.py) by outcome: the early final, Smart Turn's
     early answer."""
-    text = httpx.get(url + "/metrics", timeout=10).text
-    out: dict[str, collections.Counter] = {what: collections.Counter() for what in GUESSES}
-    for line in text.splitlines():
-        for what, name in GUESSES.items():
-            if line.startswith(name + '{outcome="'):
-                outcome = line.split('"')[1]
-                out[what][outcome] = int(float(line.rsplit(" ", 1)[1]))
-    return out
+    return {
+        what: collections.Counter({o: int(metric(service, f'{name}{{outcome="{o}"}}')) for o in OUTCOMES})
+        for what, name in GUESSES.items()
+    }
 
 
 def summary(stats: Stats, audio_s: float, cpu_s: float, guesses: dict | None = None) -> dict:
@@ -298,10 +296,10 @@ def run_live(
             out["rest_wer"] = round(rest_wer(service.url, utterances) * 100, 2)
         for level in levels:
             n = len(utterances) if level == 1 else per_stream
-            cpu0, guesses0 = cpu_seconds(service.proc.pid), guess_counts(service.url)
+            cpu0, guesses0 = cpu_seconds(service.proc.pid), guess_counts(service)
             stats = asyncio.run(run_level(service.ws_url, level, utterances, n, config))
             cpu = cpu_seconds(service.proc.pid) - cpu0
-            guesses = {what: c - guesses0[what] for what, c in guess_counts(service.url).items()}
+            guesses = {what: c - guesses0[what] for what, c in guess_counts(service).items()}
             order = [utterances[k % len(utterances)] for k in range(n)]
             audio_s = level * sum(LEAD_S + len(u.audio) / RATE + PAUSE_S for u in order)
             out["levels"][level] = summary(stats, audio_s, cpu, guesses)

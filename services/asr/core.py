@@ -26,7 +26,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -63,7 +62,7 @@ from .intake import Intake
 from .ring import AudioRing
 from .transcriber import SAMPLE_RATE, Request, Transcript, clamp
 from .turn_taking import Action, ActionKind, TurnPhase, TurnTaker
-from .vad import FRAME_S, FRAME_SAMPLES
+from .vad import FRAME_SAMPLES
 
 log = logging.getLogger("voice.asr.session")
 
@@ -489,9 +488,9 @@ class SessionCore:
         self.endpointer.speculate(pad(turn, missing), heard=len(turn))
         if detection.mode == "smart_turn":
             # Smart Turn's first answer too, on the exact audio the first check will hold if only
-            # silence comes: the check is at the first whole frame of silence past stop_secs
-            frames = math.ceil((detection.stop_secs - 1e-9) / FRAME_S) - round(silence / FRAME_S)
-            self.endpointer.speculate_turn(pad(turn, max(0, frames) * FRAME_SAMPLES), heard=len(turn))
+            # silence comes
+            check = pad(turn, self.turns.frames_to_first_check() * FRAME_SAMPLES)
+            self.endpointer.speculate_turn(check, heard=len(turn))
 
     async def _check_turn(self) -> None:
         """Smart Turn (and the transcript) on the turn so far, with the final's transcription

@@ -126,6 +126,10 @@ class Endpointer:
     def _pause(self) -> tuple:
         return (self.turns.turn_start, round(self.turns.last_speech_end, 3))
 
+    def _holds(self, guess: Guess | None) -> bool:
+        """Is `guess` about the speech so far (same start, same last speech), and not cancelled?"""
+        return guess is not None and guess.key == self._pause() and not guess.task.cancelled()
+
     def speculate(self, audio: np.ndarray, heard: int | None = None) -> asyncio.Task:
         """The final's transcription of the speech so far: the one under way, or a new one. `heard`:
         how many samples of `audio` are real (the core pads an early guess with digital silence)."""
@@ -140,7 +144,7 @@ class Endpointer:
     def speculate_turn(self, audio: np.ndarray, heard: int) -> None:
         """Smart Turn on `audio`: the turn so far padded with digital silence to the length it will
         have at the first check (its first `heard` samples are real)."""
-        if self._turn is not None and self._turn.key == self._pause():
+        if self._holds(self._turn):
             return
         self._drop_turn()
         self._turn = Guess(self.start_turn(audio), self._pause(), len(audio), heard)
@@ -148,8 +152,7 @@ class Endpointer:
 
     def current(self) -> bool:
         """Is a speculative transcription of the speech so far (same start, same last speech) under way?"""
-        guess = self._final
-        return guess is not None and guess.key == self._pause() and not guess.task.cancelled()
+        return self._holds(self._final)
 
     def drop_stale(self) -> None:
         """Speech came back since the last guess (its last speech moved): that guess is stale."""

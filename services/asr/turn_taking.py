@@ -32,6 +32,7 @@ Because everything runs on stream time, the same audio always gives the same eve
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -218,6 +219,12 @@ class TurnTaker:
             self._lowering = frozenset(p for p in points if p != ep.question_complete_s or p in ep.recheck_secs)
             actions.append(Action(ActionKind.CHECK_TURN, round(self.last_speech_end, 3)))
         return actions
+
+    def frames_to_first_check(self) -> int:
+        """Frames of silence still to come before the first check of this pause (`frame` checks at
+        the first frame whose silence reaches stop_secs), as if only silence came from now on."""
+        needed = math.ceil((self.detection.stop_secs - 1e-9) / FRAME_S)
+        return max(0, needed - round(self.silence_s / FRAME_S))
 
     @property
     def threshold(self) -> float:

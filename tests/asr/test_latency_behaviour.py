@@ -166,6 +166,28 @@ async def test_an_idle_engine_starts_the_final_before_the_turn_ends_and_the_fina
     assert engines.transcriber.order.count("final") - runs_before == 1
 
 
+@pytest.mark.parametrize("stop_secs", [0.2, 0.192, 0.5])
+def test_the_taker_knows_when_its_first_check_comes(stop_secs):
+    """The early Smart Turn answer is padded to the first check's length: the frames the taker
+    says are still to come are the frames after which `frame` asks for that check."""
+    detection = TurnDetection(mode="smart_turn", stop_secs=stop_secs, max_silence_secs=3.0)
+    for silent in range(1, 4):
+        taker = TurnTaker(detection)
+        now = 0.0
+        for _ in range(10):
+            now = round(now + FRAME_S, 3)
+            taker.frame(0.9, now)
+        for _ in range(silent):
+            now = round(now + FRAME_S, 3)
+            taker.frame(0.05, now)
+        remaining = taker.frames_to_first_check()
+        kinds = []
+        for _ in range(remaining):
+            now = round(now + FRAME_S, 3)
+            kinds.append([a.kind for a in taker.frame(0.05, now)])
+        assert "check_turn" in kinds[-1] and not any("check_turn" in k for k in kinds[:-1]), (silent, kinds)
+
+
 def turn_guesses(outcome: str) -> float:
     value = prometheus_client.REGISTRY.get_sample_value("voice_asr_speculative_turn_checks_total", {"outcome": outcome})
     return value or 0.0
